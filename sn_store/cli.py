@@ -1,0 +1,107 @@
+"""The `sn` command line. Each command is a thin wrapper over the library function of the same name."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import SnError
+
+app = typer.Typer(
+    help="Find Super Neurons in vision-language models and turn them into early-exit classifiers.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+datasets_app = typer.Typer(help="Dataset specs: built-in and registered.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+console = Console()
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="HF hub id, local model directory, or a built-in "
+                                       "name (tiny-llava, tiny-qwen2-vl, tiny-idefics3).")]
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="A dataset spec file (YAML) or a built-in or "
+                                         "registered name (see `sn datasets list`).")]
+
+
+@app.command()
+def extract(
+    model: ModelOpt,
+    dataset: DatasetOpt,
+    sites: Annotated[Optional[str], typer.Option(help="Comma-separated sites: resid, mlp, attn. Default: all.")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="Decoder layers, e.g. '0,2,5-7'. Default: all.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 16,
+    store: Annotated[Optional[str], typer.Option(help="Store path or fsspec URL. Default: "
+                                                 "$SN_HOME/stores/<model>__<dataset>.zarr")] = None,
+    dtype: Annotated[str, typer.Option(help="Stored activation dtype: float16 or float32.")] = "float16",
+    baseline: Annotated[bool, typer.Option(help="Also record the base model's own answer (needs the full "
+                                           "forward pass; --no-baseline stops after the deepest layer).")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace a store made with other arguments.")] = False,
+    device: Annotated[Optional[str], typer.Option(help="torch device. Default: cuda if available, else cpu.")] = None,
+) -> None:
+    """Record the chosen sites of the chosen layers at the first generated token into a Zarr store.
+
+    A run that was cut short resumes from its last complete chunk when started again with the same arguments.
+    """
+    from .extract import extract as run
+
+    path = run(model, dataset, store=store, sites=sites, layers=layers, batch_size=batch_size, baseline=baseline,
+               dtype=dtype, overwrite=overwrite, device=device)
+    _describe_store(path)
+
+
+@app.command()
+def demo(
+    model: Annotated[str, typer.Option(help="Model to probe.")] = "tiny-llava",
+    dataset: Annotated[str, typer.Option(help="Dataset to probe.")] = "shapes-exist",
+) -> None:
+    """Run the pipeline on the embedded default (a tiny VLM and the synthetic shapes suite) and show the result."""
+    from .extract import extract as run
+
+    console.print(f"[bold]sn demo[/]: extracting [cyan]{model}[/] on [cyan]{dataset}[/]")
+    path = run(model, dataset)
+    _describe_store(path)
+
+
+def _describe_store(path: str) -> None:
+    from .store import open_store
+
+    ds = open_store(path)
+    acts = ds["activations"]
+    table = Table(title=f"store {path}")
+    table.add_column("what")
+    table.add_column("value")
+    split = ds["split"].values.astype(object)
+    table.add_row("activations", f"{acts.sizes['sample']} samples x {acts.sizes['layer']} layers x "
+                  f"{acts.sizes['neuron']} neurons ({acts.dtype})")
+    table.add_row("sites", ", ".join(ds.attrs["sites"]))
+    table.add_row("layers", ", ".join(map(str, ds.attrs["layers"])))
+    table.add_row("split", f"{(split == 'probe').sum()} probe / {(split == 'eval').sum()} eval")
+    table.add_row("classes", ", ".join(ds.attrs["classes"]))
+    pred = ds["model_pred"].values
+    if (pred >= 0).all():
+        ev = split == "eval"
+        acc = (pred[ev] == ds["label"].values[ev]).mean()
+        table.add_row("base model eval accuracy", f"{acc:.3f}")
+    console.print(table)
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List the built-in dataset specs."""
+    from .datasets import builtin_specs, load_spec_file
+
+    table = Table("name", "format", "classes", "source")
+    for name, path in sorted(builtin_specs().items()):
+        spec = load_spec_file(path)
+        table.add_row(name, spec.format, ", ".join(spec.classes), spec.source)
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except SnError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)

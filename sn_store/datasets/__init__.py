@@ -1,0 +1,9 @@
+"""Dataset specs, format readers (a registry keyed by `format`), the synthetic suite, validated samples."""
+
+from .dataset import Dataset, Sample, builtin_specs, load_dataset, resolve_spec
+from .formats import READERS
+from .spec import DatasetSpec, load_spec_file, parse_spec
+from .synthetic import TASKS
+
+__all__ = ["Dataset", "DatasetSpec", "READERS", "Sample", "TASKS", "builtin_specs", "load_dataset",
+           "load_spec_file", "parse_spec", "resolve_spec"]

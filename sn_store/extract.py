@@ -1,0 +1,260 @@
+"""Extraction: batched forward passes that record every chosen site of every chosen layer at the last prompt
+position (the first generated token's position), plus the base model's answer, into the activation store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from . import store as zstore
+from .datasets import Dataset, DatasetSpec, load_dataset
+from .errors import SnError
+from .models import SITES, Adapter, config_hash, load_model
+from .workspace import subdir
+
+# Order in which the sites of one decoder layer are computed: attention output, MLP, then the residual stream.
+SITE_ORDER = {"attn": 0, "mlp": 1, "resid": 2}
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+class _StopForward(Exception):
+    """Raised by the last hook when nothing after it is needed."""
+
+
+def parse_layers(layers: str | list[int] | None, num_layers: int) -> list[int]:
+    """`None`/"all" -> every layer; "0,2,5-7" or a list -> those layers (negative counts from the end)."""
+    if layers is None or layers == "all":
+        return list(range(num_layers))
+    if isinstance(layers, str):
+        picked: list[int] = []
+        for part in filter(None, (p.strip() for p in layers.split(","))):
+            m = re.fullmatch(r"(-?\d+)(?:-(\d+))?", part)
+            if not m:
+                raise SnError(f"--layers: cannot read {part!r} (use e.g. 0,2,5-7)")
+            lo, hi = int(m[1]), int(m[2] or m[1])
+            picked += list(range(lo, hi + 1)) if m[2] else [lo]
+        layers = picked
+    out = sorted({layer % num_layers if -num_layers <= layer < 0 else layer for layer in layers})
+    bad = [layer for layer in out if not 0 <= layer < num_layers]
+    if bad or not out:
+        raise SnError(f"--layers: {bad or 'none'} not in 0..{num_layers - 1} (the model has {num_layers} layers)")
+    return out
+
+
+def parse_sites(sites: str | list[str] | None) -> list[str]:
+    if sites is None:
+        return list(SITES)
+    names = [s.strip() for s in sites.split(",")] if isinstance(sites, str) else list(sites)
+    bad = [s for s in names if s not in SITES]
+    if bad or not names:
+        raise SnError(f"--sites: {bad or 'none'} unknown; choose from {list(SITES)}")
+    return [s for s in SITES if s in names]  # canonical order, no duplicates
+
+
+@dataclass
+class Capture:
+    """Forward hooks writing the last-position vector of each (layer, site) into one (batch, layer, neuron) buffer."""
+
+    adapter: Adapter
+    layers: list[int]
+    sites: list[str]
+    stop_early: bool
+
+    def __post_init__(self):
+        widths = [self.adapter.site_width(s) for s in self.sites]
+        self.offsets = dict(zip(self.sites, np.cumsum([0] + widths[:-1]).tolist()))
+        self.widths = dict(zip(self.sites, widths))
+        self.buffer: torch.Tensor | None = None
+
+    @contextmanager
+    def hooks(self):
+        order = sorted(((layer, s) for layer in self.layers for s in self.sites),
+                       key=lambda p: (p[0], SITE_ORDER[p[1]]))
+        handles = []
+        for li, layer in enumerate(self.layers):
+            for site in self.sites:
+                last = self.stop_early and (layer, site) == order[-1]
+                handles.append(self._register(li, layer, site, last))
+        try:
+            yield self
+        finally:
+            for h in handles:
+                h.remove()
+
+    def _register(self, li: int, layer: int, site: str, last: bool):
+        a, w = self.offsets[site], self.widths[site]
+
+        def record(x: torch.Tensor) -> None:
+            self.buffer[:, li, a : a + w] = x[:, -1, :]
+            if last:
+                raise _StopForward
+
+        module = self.adapter.site_module(layer, site)
+        if self.adapter.sites[site].read == "output":
+            return module.register_forward_hook(lambda m, args, out: record(out[0] if isinstance(out, tuple) else out))
+        return module.register_forward_pre_hook(lambda m, args: record(args[0]))
+
+    def run(self, inputs: dict[str, torch.Tensor], verbalizer_ids: list[int] | None):
+        """One forward pass; returns (activations, verbalizer logits or None) on the CPU."""
+        batch = inputs["input_ids"].shape[0]
+        width = sum(self.widths.values())
+        self.buffer = torch.empty((batch, len(self.layers), width), dtype=torch.float32, device=self.adapter.device)
+        logits = None
+        try:
+            out = self.adapter.model(**inputs, use_cache=False, logits_to_keep=1)
+            if verbalizer_ids is not None:
+                logits = out.logits[:, -1, verbalizer_ids].float().cpu().numpy()
+        except _StopForward:
+            pass
+        return self.buffer.cpu().numpy(), logits
+
+
+def fingerprint(meta: dict) -> str:
+    """What determines the stored values; a resumed run must match it."""
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def default_store_path(model: str, dataset: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(model).name or model}__{dataset}")
+    return str(subdir("stores") / f"{slug}.zarr")
+
+
+def check_verbalizers(adapter: Adapter, spec: DatasetSpec) -> list[int]:
+    words = spec.class_verbalizers
+    ids = adapter.verbalizer_ids(words)
+    seen: dict[int, str] = {}
+    for cls, word, tok in zip(spec.classes, words, ids):
+        if tok in seen:
+            token = adapter.tokenizer.convert_ids_to_tokens(tok)
+            raise SnError(f"dataset {spec.name}: classes {seen[tok]!r} and {cls!r} have verbalizers that begin with "
+                          f"the same token {token!r}; set distinct `verbalizers` in the spec")
+        seen[tok] = cls
+    return ids
+
+
+def _batches(ds: Dataset, chunks: list[tuple[int, int]], batch_size: int) -> Iterator[tuple[int, int]]:
+    for start, stop in chunks:  # batches never straddle chunks, so a resumed run batches exactly as a fresh one
+        for a in range(start, stop, batch_size):
+            yield a, min(a + batch_size, stop)
+
+
+def _prepare(adapter: Adapter, ds: Dataset, a: int, b: int) -> dict[str, torch.Tensor]:
+    samples = ds.samples[a:b]
+    inputs = adapter.build_inputs([s.load_image() for s in samples], [s.question for s in samples])
+    dtype = adapter.model.dtype
+    return {k: v.to(adapter.device, dtype=dtype if v.is_floating_point() else None) for k, v in inputs.items()}
+
+
+def _to_store_dtype(acts: np.ndarray, dtype: str, ds: Dataset, a: int, layers: list[int]) -> np.ndarray:
+    if dtype == "float16":
+        finite = np.isfinite(acts)
+        over = finite & (np.abs(acts) > FLOAT16_MAX)
+        if over.any():
+            i, li, _ = np.argwhere(over)[0]
+            raise SnError(f"sample {ds.samples[a + i].id}: activation {acts[i, li].max():.4g} at layer {layers[li]} "
+                          "is out of float16 range; extract with --dtype float32")
+    return acts.astype(dtype)
+
+
+def extract(model: str | Adapter, dataset: str | DatasetSpec | Dataset, *, store: str | None = None,
+            sites: str | list[str] | None = None, layers: str | list[int] | None = None, batch_size: int = 16,
+            baseline: bool = True, dtype: str = "float16", overwrite: bool = False, chunk_samples: int = 256,
+            chunk_neurons: int = 4096, device: str | None = None, progress: bool = True) -> str:
+    """Extract activations of `model` on `dataset` into a Zarr store; resume it if a previous run was cut short.
+
+    Returns the store path. See DESIGN.md "Store" for the layout.
+    """
+    if dtype not in ("float16", "float32"):
+        raise SnError(f"--dtype must be float16 or float32, not {dtype!r}")
+    if batch_size < 1:
+        raise SnError("--batch-size must be at least 1")
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    adapter = model if isinstance(model, Adapter) else load_model(model, device=device)
+    spec = ds.spec
+    verbalizer_ids = check_verbalizers(adapter, spec)
+    layers = parse_layers(layers, adapter.num_layers)
+    sites = parse_sites(sites)
+    path = store or default_store_path(adapter.source, spec.name)
+
+    layout = zstore.Layout(
+        n_samples=len(ds), layers=layers, sites=sites, widths={s: adapter.site_width(s) for s in sites},
+        classes=list(spec.classes), dtype=dtype, chunk_samples=chunk_samples, chunk_neurons=chunk_neurons,
+        sample_ids=[s.id for s in ds.samples],
+    )
+    meta = adapter_provenance(adapter) | {
+        "dataset": {"name": spec.name, "content_hash": ds.content_hash, "spec": spec.public_dict()},
+        "sites": sites, "layers": layers, "dtype": dtype, "baseline": baseline,
+        "verbalizers": spec.class_verbalizers, "verbalizer_ids": verbalizer_ids,
+        "chunks": [chunk_samples, chunk_neurons], "classes": list(spec.classes),
+    }
+    meta["fingerprint"] = fingerprint(meta)
+    group, created = _open_or_create(path, layout, ds, meta, overwrite)
+    if group is None:
+        return path  # already complete with these arguments
+    try:
+        _run(adapter, ds, group, layout, verbalizer_ids if baseline else None, batch_size, progress)
+    except Exception:
+        if created and group.attrs.get("n_done", 0) == 0:
+            zstore.remove(path)  # nothing of value written: leave no half store behind
+        raise
+    zstore.finish(group)
+    return path
+
+
+def adapter_provenance(adapter: Adapter) -> dict:
+    config = adapter.model.config
+    return {
+        "model": {"id": adapter.source, "model_type": config.model_type,
+                  "revision": getattr(config, "_commit_hash", None), "config_hash": config_hash(adapter),
+                  "dtype": str(adapter.model.dtype).removeprefix("torch.")},
+        "prompt": adapter.prompt("{question}"),
+    }
+
+
+def _open_or_create(path: str, layout: zstore.Layout, ds: Dataset, meta: dict, overwrite: bool):
+    existing = zstore.open_group(path, mode="r+")
+    if existing is not None and not overwrite:
+        if existing.attrs.get("fingerprint") != meta["fingerprint"]:
+            raise SnError(f"store {path} was made with other arguments (model, dataset, sites, layers, dtype or "
+                          "baseline differ); pass --overwrite to replace it or choose another --store")
+        if existing.attrs.get("complete"):
+            return None, False
+        return existing, False
+    attrs = meta | {"sn_store_version": __version__, "created_by": "sn_store.extract"}
+    return zstore.create(path, layout, ds.labels, ds.split, attrs), True
+
+
+def _run(adapter: Adapter, ds: Dataset, group, layout: zstore.Layout, verbalizer_ids: list[int] | None,
+         batch_size: int, progress: bool) -> None:
+    start = int(group.attrs.get("n_done", 0))
+    capture = Capture(adapter, layout.layers, layout.sites, stop_early=verbalizer_ids is None)
+    bar = tqdm(total=len(ds), initial=start, unit="sample", desc="extract", disable=not progress, dynamic_ncols=True)
+    with capture.hooks(), torch.inference_mode(), ThreadPoolExecutor(1) as pool, bar:
+        for c0, c1 in layout.sample_chunks(start):
+            acts = np.empty((c1 - c0, len(layout.layers), layout.n_neurons), dtype=layout.dtype)
+            logits = np.empty((c1 - c0, len(layout.classes)), dtype=np.float32)
+            spans = list(_batches(ds, [(c0, c1)], batch_size))
+            # Prepare the next batch (image decoding, processor) while the current one runs through the model.
+            pending = pool.submit(_prepare, adapter, ds, *spans[0])
+            for i, (a, b) in enumerate(spans):
+                inputs = pending.result()
+                if i + 1 < len(spans):
+                    pending = pool.submit(_prepare, adapter, ds, *spans[i + 1])
+                batch_acts, batch_logits = capture.run(inputs, verbalizer_ids)
+                acts[a - c0 : b - c0] = _to_store_dtype(batch_acts, layout.dtype, ds, a, layout.layers)
+                if batch_logits is not None:
+                    logits[a - c0 : b - c0] = batch_logits
+                bar.update(b - a)
+            has_base = verbalizer_ids is not None
+            zstore.write_chunk(group, c0, acts, logits.argmax(1) if has_base else None, logits if has_base else None)

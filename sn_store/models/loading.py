@@ -1,0 +1,72 @@
+"""Resolve a model argument (built-in tiny name, local directory or hub id) and load it behind its family adapter."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import SnError
+from ..workspace import subdir
+from .base import Adapter, adapter_class, registered
+
+
+def _tiny_names() -> dict[str, str]:
+    return {cls.tiny_name: model_type for model_type, cls in registered().items()}
+
+
+def resolve_model(name: str) -> str:
+    """A local directory for built-in names (built on first use) and paths; hub ids are returned unchanged."""
+    tiny = _tiny_names()
+    if name in tiny:
+        target = subdir("models") / name
+        if not (target / "config.json").exists():
+            from .tiny import build_tiny
+
+            # Build beside the target and rename: a concurrent or killed build never leaves a half model.
+            tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
+            build_tiny(tiny[name], tmp)
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another process won the race
+                shutil.rmtree(tmp, ignore_errors=True)
+        return str(target)
+    if Path(name).is_dir():
+        return str(Path(name))
+    if Path(name).exists() or name.startswith((".", "/", "~")):
+        raise SnError(f"model {name!r}: not a model directory")
+    return name  # a hub id
+
+
+def default_dtype(device: str) -> torch.dtype:
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+def load_model(name: str, dtype: torch.dtype | str | None = None, device: str | None = None) -> Adapter:
+    """Load model `name` with `AutoModelForImageTextToText` and wrap it in its family adapter."""
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    path = resolve_model(name)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise SnError(f"model {name!r}: cannot read its config ({str(exc).splitlines()[0]})") from None
+    family = adapter_class(config.model_type)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype or default_dtype(device))
+    model.to(device).eval()
+    return family(model, family.load_processor(path), source=name)
+
+
+def config_hash(adapter: Adapter) -> str:
+    """A short content hash of the model config: identifies the weights' geometry in provenance attrs."""
+    import hashlib
+
+    text = json.dumps(adapter.model.config.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,57 @@
+"""Tiny models of every registered family, built deterministically from a seed and a `transformers` config, with a
+locally trained tokenizer, saved as ordinary HF directories: the stand-in for hub models where none can be fetched."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class TinyDims:
+    """The geometry of a tiny model. The defaults are small enough for tests; benchmarks pass larger ones."""
+
+    hidden: int = 64
+    layers: int = 4
+    intermediate: int = 128
+    heads: int = 4
+    kv_heads: int = 2
+    vision_hidden: int = 32
+    vision_layers: int = 2
+    vision_heads: int = 2
+    image_size: int = 32
+    patch_size: int = 8
+
+
+def text_dims(tokenizer, dims: TinyDims) -> dict:
+    """Decoder config keys shared by the Llama and Qwen2 text models."""
+    return dict(
+        vocab_size=len(tokenizer), hidden_size=dims.hidden, intermediate_size=dims.intermediate,
+        num_hidden_layers=dims.layers, num_attention_heads=dims.heads, num_key_value_heads=dims.kv_heads,
+        max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def build_tiny(model_type: str, out_dir: str | Path, seed: int = 0, dims: TinyDims = TinyDims()) -> Path:
+    """Build a random-weight model of family `model_type`, save it with its processor to `out_dir`."""
+    from transformers import AutoModelForImageTextToText
+
+    from .base import adapter_class
+    from .tokenizer import train_tokenizer
+
+    family = adapter_class(model_type)
+    tokenizer = train_tokenizer(family.special_tokens, family.chat_template)
+    config = family.tiny_config(tokenizer, dims)
+    torch.manual_seed(seed)
+    model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    out = Path(out_dir)
+    model.save_pretrained(out)
+    family.tiny_processor(tokenizer, dims).save_pretrained(out)
+    (out / "README.md").write_text(
+        f"# {family.tiny_name}\n\nRandom weights (seed {seed}), built by `sn_store.models.tiny.build_tiny` "
+        f"from a `{type(config).__name__}` with {asdict(dims)}.\n"
+    )
+    return out
