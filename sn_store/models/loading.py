@@ -59,6 +59,9 @@ def load_model(name: str, dtype: torch.dtype | str | None = None, device: str | 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own bar reports the work that matters
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype or default_dtype(device))
     model.to(device).eval()
     return family(model, family.load_processor(path), source=name)

@@ -38,6 +38,7 @@ def text_dims(tokenizer, dims: TinyDims) -> dict:
 def build_tiny(model_type: str, out_dir: str | Path, seed: int = 0, dims: TinyDims = TinyDims()) -> Path:
     """Build a random-weight model of family `model_type`, save it with its processor to `out_dir`."""
     from transformers import AutoModelForImageTextToText
+    from transformers.utils import logging as hf_logging
 
     from .base import adapter_class
     from .tokenizer import train_tokenizer
@@ -48,6 +49,7 @@ def build_tiny(model_type: str, out_dir: str | Path, seed: int = 0, dims: TinyDi
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
     out = Path(out_dir)
+    hf_logging.disable_progress_bar()
     model.save_pretrained(out)
     family.tiny_processor(tokenizer, dims).save_pretrained(out)
     (out / "README.md").write_text(

@@ -1,0 +1,44 @@
+"""Shared fixtures: one temporary workspace per session (tiny models are built once into it), loaded adapters."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import pytest
+
+FAMILIES = {"llava": "tiny-llava", "qwen2_vl": "tiny-qwen2-vl", "idefics3": "tiny-idefics3"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sn_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("sn-home")
+    old = os.environ.get("SN_HOME")
+    os.environ["SN_HOME"] = str(home)  # subprocesses inherit it
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    yield home
+    if old is None:
+        os.environ.pop("SN_HOME", None)
+    else:
+        os.environ["SN_HOME"] = old
+
+
+@functools.cache
+def adapter(name: str):
+    from sn_store.models import load_model
+
+    return load_model(name, device="cpu")
+
+
+@pytest.fixture(params=list(FAMILIES.values()))
+def tiny_name(request):
+    return request.param
+
+
+def small_spec(name: str = "shapes-exist", n: int = 40, **update):
+    """A built-in synthetic spec shrunk to `n` samples, half probe, half eval."""
+    from sn_store.datasets import resolve_spec
+
+    spec = resolve_spec(name)
+    fields = {"params": {**spec.params, "n": n}, "probe_size": n // 2, "eval_size": n - n // 2, **update}
+    return spec.model_copy(update=fields)
