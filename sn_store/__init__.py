@@ -1,25 +1,15 @@
-"""sn_store: find Super Neurons in vision-language models and turn them into early-exit classifiers."""
+"""sn_store: find Super Neurons in vision-language models and turn them into early-exit classifiers.
+
+The Python API mirrors the CLI: `sn_store.extract(...)`, `sn_store.open_store(path)`, `sn_store.load_model(...)`,
+`sn_store.load_dataset(...)`.
+"""
 
 __version__ = "0.1.0"
 
 from .errors import SnError  # noqa: E402
+from .datasets import load_dataset  # noqa: E402
+from .models import load_model  # noqa: E402
+from .store import open_store  # noqa: E402
+from .extract import extract  # noqa: E402  (binds the function over the submodule of the same name)
 
-
-def __getattr__(name: str):
-    # The public API, imported lazily so that `import sn_store` (and `sn --help`) stays fast.
-    if name == "extract":
-        from .extract import extract
-
-        return extract
-    if name == "open_store":
-        from .store import open_store
-
-        return open_store
-    if name in ("load_model", "load_dataset"):
-        from . import datasets, models
-
-        return getattr(models if name == "load_model" else datasets, name)
-    raise AttributeError(name)
-
-
-__all__ = ["SnError", "__version__", "extract", "open_store", "load_model", "load_dataset"]
+__all__ = ["SnError", "__version__", "extract", "load_dataset", "load_model", "open_store"]

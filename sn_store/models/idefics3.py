@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from transformers import Idefics3Config, Idefics3ImageProcessorPil, Idefics3Processor
-
 from .base import Adapter, register
 from .tiny import TinyDims, text_dims
 
@@ -28,7 +26,9 @@ class Idefics3Adapter(Adapter):
         return [[im] for im in images]  # Idefics3 takes a list of images per sample
 
     @classmethod
-    def tiny_config(cls, tokenizer, dims: TinyDims) -> Idefics3Config:
+    def tiny_config(cls, tokenizer, dims: TinyDims):
+        from transformers import Idefics3Config
+
         vision = dict(
             hidden_size=dims.vision_hidden, intermediate_size=2 * dims.vision_hidden,
             num_hidden_layers=dims.vision_layers, num_attention_heads=dims.vision_heads,
@@ -41,7 +41,9 @@ class Idefics3Adapter(Adapter):
         )
 
     @classmethod
-    def tiny_processor(cls, tokenizer, dims: TinyDims) -> Idefics3Processor:
+    def tiny_processor(cls, tokenizer, dims: TinyDims):
+        from transformers import Idefics3ImageProcessorPil, Idefics3Processor
+
         side = dims.image_size
         images = Idefics3ImageProcessorPil(
             do_image_splitting=False, size={"longest_edge": side}, max_image_size={"longest_edge": side},

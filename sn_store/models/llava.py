@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from transformers import CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaProcessor
-
 from .base import Adapter, register
 from .tiny import TinyDims, text_dims
 
@@ -22,7 +20,9 @@ class LlavaAdapter(Adapter):
     )
 
     @classmethod
-    def tiny_config(cls, tokenizer, dims: TinyDims) -> LlavaConfig:
+    def tiny_config(cls, tokenizer, dims: TinyDims):
+        from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+
         vision = CLIPVisionConfig(
             hidden_size=dims.vision_hidden, intermediate_size=2 * dims.vision_hidden,
             num_hidden_layers=dims.vision_layers, num_attention_heads=dims.vision_heads,
@@ -36,7 +36,9 @@ class LlavaAdapter(Adapter):
         )
 
     @classmethod
-    def tiny_processor(cls, tokenizer, dims: TinyDims) -> LlavaProcessor:
+    def tiny_processor(cls, tokenizer, dims: TinyDims):
+        from transformers import CLIPImageProcessorPil, LlavaProcessor
+
         side = dims.image_size
         images = CLIPImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
         return LlavaProcessor(

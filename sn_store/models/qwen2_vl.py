@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from transformers import AutoImageProcessor, AutoTokenizer, ProcessorMixin, Qwen2VLConfig, Qwen2VLImageProcessorPil
-from transformers import Qwen2VLProcessor
+import functools
 
 from .base import Adapter, register
 from .tiny import TinyDims, text_dims
 
 
-class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
-    """HF's Qwen2-VL processor without its video processor, which needs torchvision: we only ever feed images."""
+@functools.cache
+def image_only_processor_class():
+    """HF's Qwen2-VL processor without its video processor, which needs torchvision: we only ever feed images.
+    Built on first use so that importing sn_store does not import every transformers processor."""
+    from transformers import ProcessorMixin, Qwen2VLProcessor
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        self.image_token, self.video_token = "<|image_pad|>", "<|video_pad|>"
-        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+    class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            self.image_token, self.video_token = "<|image_pad|>", "<|video_pad|>"
+            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    return ImageOnlyQwen2VLProcessor
 
 
 @register
@@ -41,12 +46,16 @@ class Qwen2VLAdapter(Adapter):
 
     @classmethod
     def load_processor(cls, path):
+        from transformers import AutoImageProcessor, AutoTokenizer
+
         tokenizer = AutoTokenizer.from_pretrained(path)
         images = AutoImageProcessor.from_pretrained(path)
-        return ImageOnlyQwen2VLProcessor(images, tokenizer, chat_template=tokenizer.chat_template)
+        return image_only_processor_class()(images, tokenizer, chat_template=tokenizer.chat_template)
 
     @classmethod
-    def tiny_config(cls, tokenizer, dims: TinyDims) -> Qwen2VLConfig:
+    def tiny_config(cls, tokenizer, dims: TinyDims):
+        from transformers import Qwen2VLConfig
+
         text = text_dims(tokenizer, dims)
         half = (text["hidden_size"] // text["num_attention_heads"]) // 2
         section = [half - 2 * (half // 3), half // 3, half // 3]
@@ -63,10 +72,12 @@ class Qwen2VLAdapter(Adapter):
         )
 
     @classmethod
-    def tiny_processor(cls, tokenizer, dims: TinyDims) -> Qwen2VLProcessor:
+    def tiny_processor(cls, tokenizer, dims: TinyDims):
+        from transformers import Qwen2VLImageProcessorPil
+
         pixels = dims.image_size * dims.image_size
         images = Qwen2VLImageProcessorPil(
             patch_size=dims.patch_size, merge_size=2, temporal_patch_size=2,
             size={"shortest_edge": pixels, "longest_edge": pixels},
         )
-        return ImageOnlyQwen2VLProcessor(images, tokenizer, chat_template=cls.chat_template)
+        return image_only_processor_class()(images, tokenizer, chat_template=cls.chat_template)

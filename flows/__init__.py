@@ -1,0 +1,1 @@
+"""Prefect flows: thin orchestration over the sn_store library (no math here)."""

@@ -1,0 +1,41 @@
+"""The extract flow against a real temporary Prefect server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+
+@pytest.fixture(scope="module")
+def prefect_server():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_extract_flow_writes_the_store(prefect_server, tmp_path):
+    from flows.extract import extract_flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    from sn_store.extract import extract
+
+    store = str(tmp_path / "flow.zarr")
+    state = extract_flow(model="tiny-llava", dataset="shapes-exist", store=store, layers="0", sites=["resid"],
+                         return_state=True)
+    assert state.is_completed()
+    assert state.result() == store
+    got = xr.open_zarr(store, consolidated=False)
+    direct = xr.open_zarr(extract("tiny-llava", "shapes-exist", store=str(tmp_path / "direct.zarr"), layers="0",
+                                  sites=["resid"], progress=False), consolidated=False)
+    np.testing.assert_array_equal(got["activations"].values, direct["activations"].values)
+
+    import asyncio
+
+    async def runs():
+        async with get_client() as client:
+            return await client.read_flow_runs(limit=10)
+
+    assert any(r.state.is_completed() for r in asyncio.run(runs()))
