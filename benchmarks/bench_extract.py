@@ -1,0 +1,79 @@
+"""Extraction throughput against a bare batched forward pass of the same model on the same batches.
+
+    python benchmarks/bench_extract.py [--geometry tiny|mid|all] [--batch-size 16]
+
+Prints samples/s of (a) the bare forward pass on pre-built input tensors, (b) preprocessing + bare forward,
+(c) `sn_store.extract` end to end (images, processor, forward with hooks on every site of every layer, base-model
+logits, float16 conversion, Zarr writes), and the overhead ratio (c)/(a) (goal: at most 1.10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from sn_store.datasets import load_dataset, resolve_spec
+from sn_store.extract import extract
+from sn_store.models import load_model
+from sn_store.models.tiny import TinyDims, build_tiny
+
+GEOMETRIES = {
+    "tiny": (TinyDims(), 256),
+    # A mid-size decoder (~170M parameters) with a 64-token image: minutes, not hours, on 2 CPU cores.
+    "mid": (TinyDims(hidden=1024, layers=8, intermediate=2816, heads=16, kv_heads=16, vision_hidden=256,
+                     vision_layers=4, vision_heads=4, image_size=112, patch_size=14), 64),
+}
+
+
+def bench(name: str, batch_size: int, workdir: Path) -> dict[str, float]:
+    dims, n = GEOMETRIES[name]
+    path = build_tiny("llava", workdir / f"model-{name}", dims=dims)
+    adapter = load_model(str(path), device="cpu")
+    spec = resolve_spec("shapes-exist")
+    ds = load_dataset(spec.model_copy(update={"params": {"n": n}, "probe_size": n // 2, "eval_size": n - n // 2}))
+    spans = [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
+
+    def prepare(a, b):
+        return adapter.build_inputs([s.load_image() for s in ds.samples[a:b]], [s.question for s in ds.samples[a:b]])
+
+    with torch.inference_mode():
+        adapter.model(**prepare(*spans[0]), use_cache=False)  # warm-up
+        t0 = time.perf_counter()
+        batches = [prepare(a, b) for a, b in spans]
+        t1 = time.perf_counter()
+        for inputs in batches:
+            adapter.model(**inputs, use_cache=False)
+        t2 = time.perf_counter()
+    bare, prep = t2 - t1, t1 - t0
+    t3 = time.perf_counter()
+    extract(adapter, ds, store=str(workdir / f"{name}.zarr"), batch_size=batch_size, progress=False)
+    full = time.perf_counter() - t3
+    n_params = sum(p.numel() for p in adapter.model.parameters())
+    print(f"\n[{name}] {n_params / 1e6:.1f}M parameters, {adapter.num_layers} layers, "
+          f"{sum(adapter.site_width(s) for s in ('resid', 'mlp', 'attn'))} neurons/layer, {n} samples, "
+          f"batch {batch_size}, {torch.get_num_threads()} threads")
+    print(f"  bare forward (pre-built tensors)    {n / bare:9.1f} samples/s")
+    print(f"  preprocessing + bare forward        {n / (bare + prep):9.1f} samples/s")
+    print(f"  sn_store.extract (all sites/layers) {n / full:9.1f} samples/s")
+    print(f"  overhead ratio extract / bare forward: {full / bare:.2f}  (goal <= 1.10)")
+    print(f"  ratio extract / (preprocessing + bare forward): {full / (bare + prep):.2f}")
+    return {"bare": bare, "prep": prep, "extract": full}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--geometry", choices=[*GEOMETRIES, "all"], default="all")
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+    names = list(GEOMETRIES) if args.geometry == "all" else [args.geometry]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            bench(name, args.batch_size, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
