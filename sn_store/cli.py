@@ -39,6 +39,8 @@ def extract(
                                            "forward pass; --no-baseline stops after the deepest layer).")] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace a store made with other arguments.")] = False,
     device: Annotated[Optional[str], typer.Option(help="torch device. Default: cuda if available, else cpu.")] = None,
+    model_dtype: Annotated[Optional[str], typer.Option(help="Weights dtype (float32, bfloat16, float16). Default: "
+                                                       "bfloat16 on CUDA, float32 on CPU.")] = None,
 ) -> None:
     """Record the chosen sites of the chosen layers at the first generated token into a Zarr store.
 
@@ -47,7 +49,7 @@ def extract(
     from .extract import extract as run
 
     path = run(model, dataset, store=store, sites=sites, layers=layers, batch_size=batch_size, baseline=baseline,
-               dtype=dtype, overwrite=overwrite, device=device)
+               dtype=dtype, overwrite=overwrite, device=device, model_dtype=model_dtype)
     _describe_store(path)
 
 

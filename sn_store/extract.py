@@ -170,9 +170,11 @@ def _to_store_dtype(acts: np.ndarray, dtype: str, ds: Dataset, a: int, layers: l
 def extract(model: str | Adapter, dataset: str | DatasetSpec | Dataset, *, store: str | None = None,
             sites: str | list[str] | None = None, layers: str | list[int] | None = None, batch_size: int = 16,
             baseline: bool = True, dtype: str = "float16", overwrite: bool = False, chunk_samples: int = 256,
-            chunk_neurons: int = 4096, device: str | None = None, progress: bool = True) -> str:
+            chunk_neurons: int = 4096, device: str | None = None, model_dtype: str | None = None,
+            progress: bool = True) -> str:
     """Extract activations of `model` on `dataset` into a Zarr store; resume it if a previous run was cut short.
 
+    `model_dtype` is the weights' dtype (default: bfloat16 on CUDA, float32 on CPU); `dtype` the stored one.
     Returns the store path. See DESIGN.md "Store" for the layout.
     """
     if dtype not in ("float16", "float32"):
@@ -180,7 +182,7 @@ def extract(model: str | Adapter, dataset: str | DatasetSpec | Dataset, *, store
     if batch_size < 1:
         raise SnError("--batch-size must be at least 1")
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
-    adapter = model if isinstance(model, Adapter) else load_model(model, device=device)
+    adapter = model if isinstance(model, Adapter) else load_model(model, dtype=model_dtype, device=device)
     spec = ds.spec
     verbalizer_ids = check_verbalizers(adapter, spec)
     layers = parse_layers(layers, adapter.num_layers)

@@ -59,7 +59,7 @@ _SPECS = {
     np.dtype(np.float16): (np.uint16, np.int16, np.uint32, 16),
     np.dtype(np.float32): (np.uint32, np.int32, np.uint64, 32),
 }
-_DEFAULT_CHUNK = 1024
+_DEFAULT_CHUNK = 512
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -88,16 +88,56 @@ def _keys_to_float(k: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return (k ^ mask).view(dtype)
 
 
-def _sorted_rows(xt: np.ndarray, labels: np.ndarray):
-    """Sort every row of ``xt`` (rows = neurons) by value; return (sorted keys, labels in the same order)."""
-    u_t, _, p_t, shift = _SPECS[xt.dtype]
-    packed = _float_keys(xt).astype(p_t)
+def _sorted_rows(keys: np.ndarray, labels: np.ndarray):
+    """Sort every row of ``keys`` (rows = neurons); return (sorted keys, the labels carried along)."""
+    u_t = keys.dtype.type
+    p_t, shift = (np.uint32, 16) if u_t is np.uint16 else (np.uint64, 32)
+    packed = keys.astype(p_t)
     packed <<= p_t(shift)
     packed |= labels.astype(p_t)[None, :]
     packed.sort(axis=1)
-    keys = (packed >> p_t(shift)).astype(u_t)
     lab = (packed & p_t((1 << shift) - 1)).astype(labels.dtype)
-    return keys, lab
+    packed >>= p_t(shift)
+    return packed.astype(u_t), lab
+
+
+def _threshold_keys(t: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Keys of the largest value of ``dtype`` <= t and of the smallest >= t (t float32; NaN gives garbage)."""
+    dtype = np.dtype(dtype)
+    t = np.asarray(t, dtype=np.float32)
+    if dtype == np.float32:
+        k = _float_keys(t)
+        return k, k
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = t.astype(dtype)
+        down = np.where(f > t, np.nextafter(f, dtype.type(-np.inf)), f)
+        up = np.where(f < t, np.nextafter(f, dtype.type(np.inf)), f)
+    return _float_keys(down), _float_keys(up)
+
+
+def _predict_keys(keys: np.ndarray, dtype, polarity: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """``predict`` on neuron-major rows given as keys: (r, n) keys, (r,) polarity and float32 threshold."""
+    u_t = keys.dtype.type
+    kle, kge = _threshold_keys(threshold, dtype)
+    ones = u_t(np.iinfo(u_t).max)
+    flip = np.where(polarity < 0, ones, u_t(0))
+    thr = np.where(polarity > 0, kle, np.where(polarity < 0, ~kge, ones))
+    # a > t  <=>  key(a) > key(largest value <= t);   a < t  <=>  ~key(a) > ~key(smallest value >= t)
+    return (keys ^ flip[:, None]) > thr[:, None]
+
+
+def _neuron_major(a: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
+    """Contiguous (n_neurons, len(idx)) copy of ``a[idx].T`` (idx None: all rows), copied in row blocks.
+
+    numpy's own transposed copy of a (1000, 4096) float16 block takes ~25 ms; blocks of 32 samples take ~2 ms.
+    """
+    n_rows = a.shape[0] if idx is None else idx.size
+    u = a.view(_SPECS[a.dtype][0])  # plain integer copies (float16 copies can be slower)
+    out = np.empty((a.shape[1], n_rows), dtype=u.dtype)
+    for i in range(0, n_rows, 32):
+        src = u[i : i + 32] if idx is None else u[idx[i : i + 32]]
+        out[:, i : i + 32] = src.T
+    return out.view(a.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -151,26 +191,38 @@ def binary_metrics(pred, y_pos) -> dict[str, np.ndarray]:
 def _rank_sums(sk: np.ndarray, sl: np.ndarray, classes) -> np.ndarray:
     """For sorted rows (keys ``sk``, labels ``sl``): sum over samples of class k of 2 * (average 1-based rank).
 
-    Returns int64 (n_rows, len(classes)). Equal keys share the average of their ranks (Mann-Whitney ties).
+    Returns int64 (n_rows, len(classes)). Equal keys share the average of their ranks (Mann-Whitney ties): the sum
+    is 2 * (position + 1) over the class, plus a correction (run start + run end - 2 * position) computed only on the
+    (usually few) positions inside runs of equal values.
     """
     r, n = sk.shape
     out = np.zeros((r, len(classes)), dtype=np.int64)
     if n == 0 or r == 0:
         return out
-    idx = np.arange(n, dtype=np.int32)
-    new = np.empty((r, n), dtype=bool)
-    new[:, 0] = True
-    np.not_equal(sk[:, 1:], sk[:, :-1], out=new[:, 1:])
-    start = np.where(new, idx, np.int32(0))
-    np.maximum.accumulate(start, axis=1, out=start)
-    last = np.empty((r, n), dtype=bool)
-    last[:, -1] = True
-    last[:, :-1] = new[:, 1:]
-    end = np.where(last, idx, np.int32(n))[:, ::-1]
-    end = np.minimum.accumulate(end, axis=1)[:, ::-1]
-    r2 = start + end + 2  # 2 * average rank
+    base = np.arange(2, 2 * n + 2, 2, dtype=np.int32)
     for ci, k in enumerate(classes):
-        out[:, ci] = np.where(sl == k, r2, 0).sum(axis=1, dtype=np.int64)
+        out[:, ci] = np.einsum("ij,j->i", (sl == k).view(np.uint8), base, dtype=np.int64)
+    if n == 1:
+        return out
+    # tied neighbour pairs (i, i + 1), as flat positions i + row * n; pairs never chain across rows (i <= n - 2)
+    pairs = np.flatnonzero(sk[:, 1:] == sk[:, :-1])
+    if pairs.size == 0:
+        return out
+    pairs += pairs // (n - 1)
+    first = np.empty(pairs.size, dtype=bool)
+    first[0] = True
+    np.not_equal(pairs[1:], pairs[:-1] + 1, out=first[1:])
+    i_first = np.flatnonzero(first)
+    run_start = pairs[i_first]
+    run_end = pairs[np.append(i_first[1:] - 1, pairs.size - 1)] + 1
+    run_id = np.cumsum(first) - 1
+    q = np.concatenate([pairs, run_end])  # every position inside a run, once
+    rid = np.concatenate([run_id, np.arange(run_start.size)])
+    corr = (run_start[rid] + run_end[rid] - 2 * q).astype(np.float64)
+    row = q // n
+    lab = sl.reshape(-1)[q]
+    for ci, k in enumerate(classes):
+        out[:, ci] += np.rint(np.bincount(row, weights=np.where(lab == k, corr, 0.0), minlength=r)).astype(np.int64)
     return out
 
 
@@ -301,7 +353,7 @@ def _row_count_below(sk: np.ndarray, dtype, t: np.ndarray, inclusive: bool) -> n
     return lo
 
 
-def _exact_slots(dm: np.ndarray, valid: np.ndarray, n_p: int, p: int, n: int):
+def _exact_slots(dm: np.ndarray, invalid_off: np.ndarray, n_p: int, p: int, n: int):
     """Candidate cut positions per polarity for exact mode: (pos, pol) arrays of shape (r, S).
 
     All positions reaching a polarity's best probe accuracy have, for fixed P and N, a balanced accuracy linear in
@@ -311,10 +363,11 @@ def _exact_slots(dm: np.ndarray, valid: np.ndarray, n_p: int, p: int, n: int):
     n//2 + 1, so the winner is among: the last candidate <= (n-1)//2, position n//2, the first candidate >= n//2+1.
     The final choice among these few slots applies the full tie rule (``_select``).
     """
-    big = n_p + 2
-    hi_d = np.where(valid, dm, -big)
+    # ``invalid_off`` is 0 at valid cuts and 2 * n_p + 1 inside runs of equal values: pushed out of reach of the
+    # max / min (D lies in [-n_p, n_p], and D = 0 at the always valid cut 0)
+    hi_d = dm - invalid_off
     d_max = hi_d.max(axis=1)
-    lo_d = np.where(valid, dm, big)
+    lo_d = dm + invalid_off
     d_min = lo_d.min(axis=1)
     cands = ((+1, hi_d == d_max[:, None]), (-1, lo_d == d_min[:, None]))
     pos_list, pol_list = [], []
@@ -384,24 +437,29 @@ def _fit_chunk(xp, xe, yp, ye, mpe, classes, mode, grid, out, row0, n_out_cls):
     dtype = xp.dtype
     r, n_p = xp.shape
     n_e = xe.shape[1]
-    ok = np.isfinite(xp).all(axis=1) & np.isfinite(xe).all(axis=1)
+    rows = np.arange(r)[:, None]
 
-    sk, sl = _sorted_rows(xp, yp)
-    ske, sle = _sorted_rows(xe, ye)
+    sk, sl = _sorted_rows(_float_keys(xp), yp)
+    ke = _float_keys(xe)
+    ske, sle = _sorted_rows(ke, ye)
+    # NaN and +-inf sort to the ends of a row: a neuron is valid iff its extreme keys are finite values
+    k_inf, k_ninf = _float_keys(np.array([np.inf, -np.inf], dtype=dtype))
+    ok = (sk[:, 0] > k_ninf) & (sk[:, -1] < k_inf)
+    if n_e:
+        ok &= (ske[:, 0] > k_ninf) & (ske[:, -1] < k_inf)
     rs_p = _rank_sums(sk, sl, classes)
     rs_e = _rank_sums(ske, sle, classes)
-    rows = np.arange(r)[:, None]
 
     med_lo = _keys_to_float(sk[:, (n_p - 1) // 2], dtype).astype(np.float64)
     med_hi = _keys_to_float(sk[:, n_p // 2], dtype).astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         med = (med_lo + med_hi) / 2
 
+    cum_t = np.int16 if n_p < 10000 else np.int32
     if mode == "exact":
-        valid = np.empty((r, n_p + 1), dtype=bool)
-        valid[:, 0] = True
-        valid[:, n_p] = True
-        np.not_equal(sk[:, 1:], sk[:, :-1], out=valid[:, 1:n_p])
+        invalid_off = np.zeros((r, n_p + 1), dtype=cum_t)
+        np.equal(sk[:, 1:], sk[:, :-1], out=invalid_off[:, 1:n_p], casting="unsafe")
+        invalid_off *= cum_t(2 * n_p + 1)
     else:
         pos_le = _row_count_below(sk, dtype, grid, inclusive=True)
         pos_lt = _row_count_below(sk, dtype, grid, inclusive=False)
@@ -410,18 +468,18 @@ def _fit_chunk(xp, xe, yp, ye, mpe, classes, mode, grid, out, row0, n_out_cls):
         grid_pol = np.broadcast_to(np.repeat(np.array([1, -1], dtype=np.int8), g), grid_pos.shape)
         grid_t = np.broadcast_to(np.concatenate([grid, grid]), grid_pos.shape)
 
-    cum_t = np.int16 if n_p < 16000 else np.int32
-    xe32 = xe.astype(np.float32)
     for ci, k in enumerate(classes):
         p = int(np.count_nonzero(yp == k))
         n = n_p - p
-        w = np.where(sl == k, np.int8(-1), np.int8(1))
+        # D[i] = #negatives - #positives among the i smallest probe values
+        w = (sl == k).view(np.int8) * np.int8(-2)
+        w += np.int8(1)
         dm = np.empty((r, n_p + 1), dtype=cum_t)
         dm[:, 0] = 0
         np.cumsum(w, axis=1, dtype=cum_t, out=dm[:, 1:])
 
         if mode == "exact":
-            pos, pol, exists = _exact_slots(dm, valid, n_p, p, n)
+            pos, pol, exists = _exact_slots(dm, invalid_off, n_p, p, n)
             t = _cut_thresholds(sk, dtype, pos, pol)
         else:
             pos, pol, t = grid_pos, grid_pol, grid_t
@@ -434,36 +492,34 @@ def _fit_chunk(xp, xe, yp, ye, mpe, classes, mode, grid, out, row0, n_out_cls):
         tn = np.where(pol > 0, cn, n - cn)
         correct = tp + tn
         if p > 0 and n > 0:
-            score = tp * n + tn * p
+            score = tp * n + tn * p  # balanced accuracy * 2PN, exact
         else:
             score = tn if p == 0 else tp
         with np.errstate(invalid="ignore"):
             dist = np.abs(t.astype(np.float64) - med[:, None])
         win = _select(exists, correct, score, dist, pol, t)[:, None]
 
-        s_w = np.take_along_axis(pol, win, axis=1)[:, 0].astype(np.int8)
-        t_w = np.take_along_axis(t, win, axis=1)[:, 0].astype(np.float32)
+        s_w = np.where(ok, np.take_along_axis(pol, win, axis=1)[:, 0], 0).astype(np.int8)
+        t_w = np.where(ok, np.take_along_axis(t, win, axis=1)[:, 0], np.nan).astype(np.float32)
         tp_w = np.take_along_axis(tp, win, axis=1)[:, 0]
         tn_w = np.take_along_axis(tn, win, axis=1)[:, 0]
         pm = confusion_metrics(tp_w, n - tn_w, tn_w, p - tp_w)
         auc_p = _auc_from_rank_sums(rs_p[:, ci], p, n)
 
-        # eval split: same classifier, unchanged
+        # eval split: the same classifier, unchanged
         pe = int(np.count_nonzero(ye == k))
         ne = n_e - pe
-        pred = np.where(s_w[:, None] > 0, xe32 > t_w[:, None], xe32 < t_w[:, None])
-        pos_e = ye == k
-        tp_e = np.count_nonzero(pred & pos_e, axis=1)
+        pred = _predict_keys(ke, dtype, s_w, t_w)
+        tp_e = np.count_nonzero(pred & (ye == k), axis=1)
         pp_e = np.count_nonzero(pred, axis=1)
         em = confusion_metrics(tp_e, pp_e - tp_e, ne - pp_e + tp_e, pe - tp_e)
         auc_e = _auc_from_rank_sums(rs_e[:, ci], pe, ne)
-        if mpe is None:
+        if mpe is None or n_e == 0:
             agree = np.full(r, np.nan)
         else:
             mk = mpe == k
             tm = np.count_nonzero(pred & mk, axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                agree = (n_e - pp_e - np.count_nonzero(mk) + 2 * tm) / np.float64(n_e) if n_e else np.full(r, np.nan)
+            agree = (n_e - pp_e - np.count_nonzero(mk) + 2 * tm) / np.float64(n_e)
 
         flip = s_w < 0
         cols = {
@@ -483,10 +539,7 @@ def _fit_chunk(xp, xe, yp, ye, mpe, classes, mode, grid, out, row0, n_out_cls):
         }
         sel = slice(row0 + ci, row0 + r * n_out_cls, n_out_cls)
         for name, v in cols.items():
-            if name == "polarity":
-                out[name][sel] = np.where(ok, v, 0)
-            else:
-                out[name][sel] = np.where(ok, v, np.nan)
+            out[name][sel] = v if name in ("polarity", "threshold") else np.where(ok, v, np.nan)
 
 
 def fit_block(
@@ -578,13 +631,11 @@ def fit_block(
     yp = yv[probe_idx].astype(lab_t)
     ye = yv[eval_idx].astype(lab_t)
     mpe = None if mp is None else mp[eval_idx]
-    xp_all = a if probe_idx.size == n_s else a[probe_idx]
-    xe_all = a[eval_idx]
+    xp_all = _neuron_major(a, None if probe_idx.size == n_s else probe_idx)
+    xe_all = _neuron_major(a, eval_idx)
     grid = np.linspace(-3, 3, int(n_grid)).astype(np.float32) if mode == "grid" else None
 
     for c0 in range(0, n_nrn, chunk_size):
         c1 = min(c0 + chunk_size, n_nrn)
-        xp = np.ascontiguousarray(xp_all[:, c0:c1].T)
-        xe = np.ascontiguousarray(xe_all[:, c0:c1].T)
-        _fit_chunk(xp, xe, yp, ye, mpe, classes, mode, grid, out, c0 * n_out_cls, n_out_cls)
+        _fit_chunk(xp_all[c0:c1], xe_all[c0:c1], yp, ye, mpe, classes, mode, grid, out, c0 * n_out_cls, n_out_cls)
     return out

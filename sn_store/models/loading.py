@@ -58,6 +58,8 @@ def load_model(name: str, dtype: torch.dtype | str | None = None, device: str | 
     family = adapter_class(config.model_type)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(dtype, str):
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise SnError(f"unknown dtype {dtype!r} (use float32, bfloat16 or float16)")
         dtype = getattr(torch, dtype)
     from transformers.utils import logging as hf_logging
 
