@@ -1,0 +1,130 @@
+"""The search over a whole store: one kernel task per (layer, neuron block), scheduled by Dask (local threads by
+default, a `dask.distributed` cluster when given an address). Each task reads its own block from the Zarr store,
+so workers never receive activations through the scheduler."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import dask
+import numpy as np
+import pyarrow as pa
+import zarr
+from dask.callbacks import Callback
+from tqdm.auto import tqdm
+
+from . import store as zstore
+from .errors import SnError
+from .search_kernel import COLUMNS, fit_block
+
+MODES = ("exact", "grid")
+
+
+@dataclass(frozen=True)
+class Block:
+    layer_pos: int  # position on the store's layer axis
+    start: int  # neuron range on the store's neuron axis
+    stop: int
+
+
+@dataclass(frozen=True)
+class StoreInputs:
+    """What every block task needs besides its activations: small per-sample arrays."""
+
+    path: str
+    labels: np.ndarray
+    probe: np.ndarray
+    model_pred: np.ndarray | None
+    n_classes: int
+
+
+def blocks(n_layers: int, n_neurons: int, width: int) -> list[Block]:
+    return [Block(li, a, min(a + width, n_neurons)) for li in range(n_layers) for a in range(0, n_neurons, width)]
+
+
+def fit_store_block(inputs: StoreInputs, block: Block, mode: str, n_grid: int) -> dict[str, np.ndarray]:
+    """Read one block from the store and fit it; `neuron` comes back on the store's neuron axis."""
+    acts = zarr.open_group(inputs.path, mode="r")["activations"][:, block.layer_pos, block.start : block.stop]
+    out = fit_block(acts, inputs.labels, inputs.probe, inputs.model_pred, inputs.n_classes, mode=mode, n_grid=n_grid)
+    out["neuron"] = out["neuron"] + block.start
+    out["layer_pos"] = np.full(len(out["neuron"]), block.layer_pos, dtype=np.int32)
+    return out
+
+
+class _Bar(Callback):
+    """A tqdm bar over finished kernel tasks on the local scheduler."""
+
+    def __init__(self, bar: tqdm):
+        super().__init__()
+        self.bar = bar
+
+    def _posttask(self, key, result, dsk, state, worker_id):
+        if isinstance(result, dict):
+            self.bar.update(1)
+
+
+def _compute(tasks: list, address: str | None, bar: tqdm) -> list[dict]:
+    if address is None:
+        with _Bar(bar):
+            return list(dask.compute(*tasks, scheduler="threads"))
+    from distributed import Client, as_completed
+
+    try:
+        client = Client(address, timeout="20s")
+    except OSError as exc:
+        raise SnError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
+    with client:
+        futures = client.compute(tasks)
+        for _ in as_completed(futures):
+            bar.update(1)
+        return client.gather(futures)
+
+
+def load_inputs(path: str) -> tuple[StoreInputs, zarr.Group]:
+    group = zstore.open_group(path)
+    if group is None or "activations" not in group:
+        raise SnError(f"store {path}: no activation store there")
+    if not group.attrs.get("complete", False):
+        raise SnError(f"store {path}: extraction has not finished (run `sn extract` again to resume it)")
+    split = np.asarray(group["split"][:]).astype(object)
+    labels = np.asarray(group["label"][:]).astype(np.int64)
+    probe = split == "probe"
+    if not probe.any():
+        raise SnError(f"store {path}: no probe samples")
+    pred = np.asarray(group["model_pred"][:]).astype(np.int64)
+    classes = list(group.attrs["classes"])
+    return StoreInputs(path, labels, probe, pred if (pred >= 0).all() else None, len(classes)), group
+
+
+def search(path: str, mode: str = "exact", n_grid: int = 61, dask_address: str | None = None,
+           block_neurons: int | None = None, progress: bool = True) -> pa.Table:
+    """Fit every neuron of the store; returns one row per (neuron, class) with the columns of DuckDB `neurons`."""
+    if mode not in MODES:
+        raise SnError(f"--mode must be one of {MODES}, not {mode!r}")
+    dask_address = dask_address or os.environ.get("SN_DASK_ADDRESS") or None
+    inputs, group = load_inputs(path)
+    acts = group["activations"]
+    width = block_neurons or acts.chunks[2]  # one task per stored neuron chunk: each reads whole chunks
+    todo = blocks(acts.shape[1], acts.shape[2], width)
+    tasks = [dask.delayed(fit_store_block)(inputs, b, mode, n_grid) for b in todo]
+    with tqdm(total=len(tasks), unit="block", desc="search", disable=not progress, dynamic_ncols=True) as bar:
+        parts = _compute(tasks, dask_address, bar)
+    return to_table(parts, group)
+
+
+def to_table(parts: list[dict], group: zarr.Group) -> pa.Table:
+    """Kernel columns plus site, layer and index-within-site names from the store's coordinates."""
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in (*COLUMNS, "layer_pos")}
+    sites = np.asarray(group["neuron_site"][:]).astype(object)
+    index = np.asarray(group["neuron_index"][:])
+    layers = np.asarray(group["layer"][:])
+    classes = np.asarray(group.attrs["classes"], dtype=object)
+    table = {
+        "site": sites[cols["neuron"]].astype(str),
+        "layer": layers[cols["layer_pos"]].astype(np.int32),
+        "neuron": index[cols["neuron"]].astype(np.int32),
+        "class": classes[cols["class"]].astype(str),
+    }
+    table |= {k: cols[k] for k in COLUMNS if k not in ("neuron", "class")}
+    return pa.table(table)
