@@ -1,0 +1,229 @@
+"""The DuckDB neuron leaderboard: runs, every neuron of a run, evaluations; ranked views; read-only SQL.
+
+The schema and views are the plain files `sql/schema.sql` and `sql/views.sql` (package `sn_store.sql`). Writers open
+the database file only for the short time of one write: DuckDB lets a single process hold it read-write, so a
+writer that finds it locked by another process waits (jittered exponential backoff, bounded) and tries again.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sn_store.errors import SnError
+from sn_store.workspace import home
+
+NEURON_COLUMNS = (
+    "site", "layer", "neuron", "class", "polarity", "threshold",
+    "probe_acc", "probe_bal_acc", "probe_f1", "probe_mcc", "probe_auroc",
+    "eval_acc", "eval_bal_acc", "eval_f1", "eval_mcc", "eval_auroc", "agreement",
+)  # fmt: skip
+RUN_FIELDS = (
+    "run_id", "store", "model", "dataset", "mode", "created_at", "n_probe", "n_eval", "classes",
+    "dataset_hash", "model_config_hash", "sn_store_version",
+)  # fmt: skip
+EVALUATION_FIELDS = ("method", "split", "acc", "bal_acc", "f1", "mcc", "n", "detail")
+METHODS = ("model", "sn", "sn_ensemble", "sav", "early_exit")
+
+LOCK_TIMEOUT_S = 120.0  # how long a connect waits for another process's lock before giving up
+_FIRST_WAIT_S, _MAX_WAIT_S = 0.02, 1.0
+
+
+def default_db_path() -> Path:
+    return home() / "sn.duckdb"
+
+
+def sql_text(name: str) -> str:
+    """The text of one of the shipped .sql files (`schema.sql`, `views.sql`)."""
+    return resources.files("sn_store.sql").joinpath(name).read_text(encoding="utf-8")
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return isinstance(exc, duckdb.IOException) and "Could not set lock" in str(exc)
+
+
+def _open(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
+    """Open `path`, retrying while another process holds its lock: sleeps grow x2 from 20 ms to 1 s, jittered."""
+    deadline = time.monotonic() + timeout_s
+    wait = _FIRST_WAIT_S
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as exc:
+            if not _is_lock_error(exc):
+                raise SnError(f"cannot open the database {path}: {exc}") from exc
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SnError(f"the database {path} stayed locked by another process for {timeout_s:.0f} s") from exc
+            time.sleep(min(left, random.uniform(0.5, 1.0) * wait))
+            wait = min(2 * wait, _MAX_WAIT_S)
+
+
+def connect(db_path=None, read_only: bool = False, timeout_s: float = LOCK_TIMEOUT_S) -> duckdb.DuckDBPyConnection:
+    """A connection to the leaderboard (default `$SN_HOME/sn.duckdb`); read-write connects apply schema and views."""
+    path = Path(db_path) if db_path is not None else default_db_path()
+    if read_only:
+        if not path.exists():
+            raise SnError(f"no database at {path}: run `sn search` first")
+        return _open(path, read_only=True, timeout_s=timeout_s)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = _open(path, read_only=False, timeout_s=timeout_s)
+    try:
+        con.execute(sql_text("schema.sql"))
+        con.execute(sql_text("views.sql"))
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _run_row(run: dict) -> dict:
+    unknown = set(run) - set(RUN_FIELDS)
+    if unknown:
+        raise SnError(f"unknown run field(s) {sorted(unknown)}; known: {', '.join(RUN_FIELDS)}")
+    row = {name: run.get(name) for name in RUN_FIELDS}
+    row["run_id"] = str(row["run_id"] or uuid.uuid4().hex[:12])
+    row["created_at"] = row["created_at"] or datetime.now(timezone.utc).replace(tzinfo=None)
+    if row["classes"] is not None:
+        row["classes"] = [str(c) for c in row["classes"]]
+    if row["sn_store_version"] is None:
+        import sn_store
+
+        row["sn_store_version"] = getattr(sn_store, "__version__", None)
+    return row
+
+
+def _evaluation_rows(run_id: str, evaluations: list[dict]) -> list[list]:
+    rows = []
+    for ev in evaluations:
+        unknown = set(ev) - set(EVALUATION_FIELDS)
+        if unknown:
+            raise SnError(f"unknown evaluation field(s) {sorted(unknown)}; known: {', '.join(EVALUATION_FIELDS)}")
+        if ev.get("method") not in METHODS:
+            raise SnError(f"evaluation method {ev.get('method')!r} is not one of {', '.join(METHODS)}")
+        detail = ev.get("detail")
+        if detail is not None and not isinstance(detail, str):
+            detail = json.dumps(detail)
+        rows.append([run_id, *(ev.get(name) for name in EVALUATION_FIELDS[:-1]), detail])
+    return rows
+
+
+def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = ()) -> str:
+    """Store one run, all its neuron rows and its evaluations in one transaction; returns the run id."""
+    missing = [c for c in NEURON_COLUMNS if c not in neurons.column_names]
+    if missing:
+        raise SnError(f"neuron table lacks column(s) {missing}")
+    row = _run_row(run)
+    eval_rows = _evaluation_rows(row["run_id"], list(evaluations))
+    neuron_table = neurons.select(list(NEURON_COLUMNS))
+    columns = ", ".join(f'"{c}"' for c in NEURON_COLUMNS)
+
+    con = connect(db_path)
+    try:
+        con.begin()
+        try:
+            con.execute(
+                f"INSERT INTO runs ({', '.join(RUN_FIELDS)}) VALUES ({', '.join('?' * len(RUN_FIELDS))})",
+                [row[name] for name in RUN_FIELDS],
+            )
+            con.register("_sn_new_neurons", neuron_table)
+            con.execute(f"INSERT INTO neurons (run_id, {columns}) SELECT ?, {columns} FROM _sn_new_neurons",
+                        [row["run_id"]])  # fmt: skip
+            con.unregister("_sn_new_neurons")
+            if eval_rows:
+                con.executemany("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", eval_rows)
+            con.commit()
+        except BaseException as exc:
+            con.rollback()
+            if isinstance(exc, duckdb.ConstraintException):
+                raise SnError(f"run id {row['run_id']!r} is already in the database") from exc
+            if isinstance(exc, duckdb.Error):
+                raise SnError(f"could not store run {row['run_id']!r}: {exc}") from exc
+            raise
+    finally:
+        con.close()
+    return row["run_id"]
+
+
+def _latest(con) -> str:
+    found = con.execute("SELECT run_id FROM runs ORDER BY created_at DESC, run_id DESC LIMIT 1").fetchall()
+    if not found:
+        raise SnError("the database has no runs yet: run `sn search` first")
+    return found[0][0]
+
+
+def _require_run(con, run_id: str) -> None:
+    if not con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchall():
+        raise SnError(f"unknown run id {run_id!r} (see `sn sql \"SELECT run_id, model, dataset FROM runs\"`)")
+
+
+def latest_run(db_path=None) -> str:
+    """The id of the most recently created run."""
+    con = connect(db_path, read_only=True)
+    try:
+        return _latest(con)
+    finally:
+        con.close()
+
+
+def top(db_path=None, run_id: str | None = None, k: int = 20) -> pa.Table:
+    """The k best neurons (per class) of a run (default: the latest), ranked as in the `top_neurons` view."""
+    con = connect(db_path, read_only=True)
+    try:
+        run_id = run_id or _latest(con)
+        _require_run(con, run_id)
+        return con.sql(
+            "SELECT * FROM top_neurons WHERE run_id = ? AND rank <= ? ORDER BY class, rank", params=[run_id, int(k)]
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+_FORBIDDEN_IN_QUERY = {duckdb.StatementType.ATTACH, duckdb.StatementType.DETACH}
+
+
+def query(db_path, sql: str) -> pa.Table:
+    """Run SQL on a read-only connection; the result of the last statement as an Arrow table."""
+    try:
+        kinds = {statement.type for statement in duckdb.extract_statements(sql)}
+    except duckdb.Error as exc:
+        raise SnError(f"invalid SQL: {exc}") from exc
+    if kinds & _FORBIDDEN_IN_QUERY:
+        raise SnError("ATTACH/DETACH are not allowed: queries run read-only on the leaderboard")
+    con = connect(db_path, read_only=True)
+    try:
+        result = con.sql(sql)
+        return result.to_arrow_table() if result is not None else pa.table({})
+    except duckdb.Error as exc:
+        if "read-only" in str(exc):
+            raise SnError("the leaderboard is opened read-only: queries cannot modify it") from exc
+        raise SnError(f"query failed: {exc}") from exc
+    finally:
+        con.close()
+
+
+def export_run_parquet(db_path, run_id: str, out_path) -> Path:
+    """Write every neuron row of a run to a Parquet file (the run's row as JSON in the file's metadata)."""
+    con = connect(db_path, read_only=True)
+    try:
+        _require_run(con, run_id)
+        run = con.sql("SELECT * FROM runs WHERE run_id = ?", params=[run_id]).to_arrow_table().to_pylist()[0]
+        table = con.sql(
+            "SELECT * FROM neurons WHERE run_id = ? ORDER BY site, layer, neuron, class", params=[run_id]
+        ).to_arrow_table()
+    finally:
+        con.close()
+    meta = {**(table.schema.metadata or {}), b"sn_store.run": json.dumps(run, default=str).encode()}
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.replace_schema_metadata(meta), out)
+    return out

@@ -1,0 +1,58 @@
+-- sn_store leaderboard views (DuckDB). Applied after schema.sql on every read-write connect.
+-- NaN sorts above every number in DuckDB, so rankings and means treat NaN metrics as missing (nullif).
+
+-- Every neuron row with its rank in its run and class: probe accuracy, then probe balanced accuracy, both
+-- descending (missing last); remaining ties by (site, layer, neuron) so that ranks are unique and stable.
+CREATE OR REPLACE VIEW top_neurons AS
+SELECT
+    n.*,
+    row_number() OVER (
+        PARTITION BY n.run_id, n.class
+        ORDER BY nullif(n.probe_acc, 'nan'::REAL) DESC NULLS LAST,
+                 nullif(n.probe_bal_acc, 'nan'::REAL) DESC NULLS LAST,
+                 n.site, n.layer, n.neuron
+    ) AS rank
+FROM neurons AS n;
+
+-- Per run, site and layer: how many neurons, and how many beat the base model on the held-out split
+-- (a neuron counts once if any of its class rows has eval_acc > the model's eval accuracy): the paper's Fig. 3b.
+-- n_beat_model is NULL when the run has no base-model evaluation.
+CREATE OR REPLACE VIEW layer_summary AS
+WITH base AS (
+    SELECT run_id, max(acc) AS model_eval_acc
+    FROM evaluations
+    WHERE method = 'model' AND split = 'eval'
+    GROUP BY run_id
+)
+SELECT
+    n.run_id,
+    n.site,
+    n.layer,
+    count(DISTINCT n.neuron) AS n_neurons,
+    CASE WHEN any_value(b.model_eval_acc) IS NULL THEN NULL
+         ELSE count(DISTINCT n.neuron) FILTER (WHERE nullif(n.eval_acc, 'nan'::REAL) > b.model_eval_acc) END AS n_beat_model,
+    any_value(b.model_eval_acc) AS model_eval_acc,
+    max(nullif(n.probe_acc, 'nan'::REAL)) AS best_probe_acc,
+    max(nullif(n.eval_acc, 'nan'::REAL)) AS best_eval_acc
+FROM neurons AS n
+LEFT JOIN base AS b USING (run_id)
+GROUP BY n.run_id, n.site, n.layer;
+
+-- Neurons (model, site, layer, neuron) in the top 100 by probe accuracy (top_neurons.rank <= 100) in runs of the
+-- same model on at least two different datasets, with how many datasets and the mean held-out accuracy of those
+-- top-100 rows.
+CREATE OR REPLACE VIEW cross_dataset_neurons AS
+SELECT
+    r.model,
+    t.site,
+    t.layer,
+    t.neuron,
+    count(DISTINCT r.dataset) AS n_datasets,
+    count(DISTINCT t.run_id) AS n_runs,
+    avg(nullif(t.eval_acc, 'nan'::REAL)) AS mean_eval_acc,
+    list(DISTINCT r.dataset ORDER BY r.dataset) AS datasets
+FROM top_neurons AS t
+JOIN runs AS r USING (run_id)
+WHERE t.rank <= 100
+GROUP BY r.model, t.site, t.layer, t.neuron
+HAVING count(DISTINCT r.dataset) >= 2;
