@@ -97,8 +97,8 @@ def load_inputs(path: str) -> tuple[StoreInputs, zarr.Group]:
     return StoreInputs(path, labels, probe, pred if (pred >= 0).all() else None, len(classes)), group
 
 
-def search(path: str, mode: str = "exact", n_grid: int = 61, dask_address: str | None = None,
-           block_neurons: int | None = None, progress: bool = True) -> pa.Table:
+def fit_store(path: str, mode: str = "exact", n_grid: int = 61, dask_address: str | None = None,
+              block_neurons: int | None = None, progress: bool = True) -> pa.Table:
     """Fit every neuron of the store; returns one row per (neuron, class) with the columns of DuckDB `neurons`."""
     if mode not in MODES:
         raise SnError(f"--mode must be one of {MODES}, not {mode!r}")
@@ -128,3 +128,27 @@ def to_table(parts: list[dict], group: zarr.Group) -> pa.Table:
     }
     table |= {k: cols[k] for k in COLUMNS if k not in ("neuron", "class")}
     return pa.table(table)
+
+
+def search(store: str, mode: str = "exact", *, n_grid: int = 61, dask_address: str | None = None,
+           ensemble_k: int = 5, db: str | None = None, block_neurons: int | None = None,
+           progress: bool = True) -> str:
+    """Search every neuron of `store`, evaluate the model, the best SN and the top-k ensemble, and write it all to
+    the DuckDB leaderboard in one transaction. Returns the run id."""
+    from .evaluate import evaluate_run
+    from .leaderboard import write_run
+
+    if ensemble_k < 1:
+        raise SnError("--ensemble-k must be at least 1")
+    table = fit_store(store, mode, n_grid, dask_address, block_neurons, progress)
+    evaluations = evaluate_run(store, table, ensemble_k)
+    group = zarr.open_group(store, mode="r")
+    split = np.asarray(group["split"][:]).astype(object)
+    attrs = group.attrs
+    run = {
+        "store": store, "model": attrs["model"]["id"], "dataset": attrs["dataset"]["name"], "mode": mode,
+        "n_probe": int((split == "probe").sum()), "n_eval": int((split == "eval").sum()),
+        "classes": list(attrs["classes"]), "dataset_hash": attrs["dataset"]["content_hash"],
+        "model_config_hash": attrs["model"]["config_hash"],
+    }
+    return write_run(db, run, table, evaluations)

@@ -9,7 +9,7 @@ import xarray as xr
 from sn_store.datasets import load_dataset
 from sn_store.errors import SnError
 from sn_store.extract import extract
-from sn_store.search import search
+from sn_store.search import fit_store as search
 from sn_store.search_kernel import fit_block
 from tests.conftest import adapter, small_spec
 
