@@ -17,7 +17,8 @@ app = typer.Typer(
 )
 datasets_app = typer.Typer(help="Dataset specs: built-in and registered.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
-console = Console()
+# Piped output (CI, files) gets a wide fixed width instead of rich's 80 columns, so tables keep their headers.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="HF hub id, local model directory, or a built-in "
                                        "name (tiny-llava, tiny-qwen2-vl, tiny-idefics3).")]
@@ -87,6 +88,90 @@ def _describe_store(path: str) -> None:
         acc = (pred[ev] == ds["label"].values[ev]).mean()
         table.add_row("base model eval accuracy", f"{acc:.3f}")
     console.print(table)
+
+
+DbOpt = Annotated[Optional[str], typer.Option("--db", help="DuckDB file. Default: $SN_HOME/sn.duckdb.")]
+
+
+@app.command()
+def search(
+    store: Annotated[str, typer.Option(help="Activation store written by `sn extract` (path or fsspec URL).")],
+    mode: Annotated[str, typer.Option(help="exact: every cut between distinct probe values; grid: the paper's "
+                                      "fixed thresholds over [-3, 3].")] = "exact",
+    n_grid: Annotated[int, typer.Option(help="Grid points in grid mode.")] = 61,
+    dask_address: Annotated[Optional[str], typer.Option(envvar="SN_DASK_ADDRESS", help="A dask.distributed "
+                                                        "scheduler (tcp://host:port). Default: local threads.")] = None,
+    ensemble_k: Annotated[int, typer.Option(help="Neurons (per class) in the majority-vote ensemble.")] = 5,
+    db: DbOpt = None,
+) -> None:
+    """Fit a threshold classifier to every neuron of a store and write the leaderboard to DuckDB.
+
+    Prints the run id on stdout (the evaluation summary goes to stderr), so `RUN=$(sn search --store S)` works.
+    """
+    from .leaderboard import query
+    from .search import search as run
+
+    run_id = run(store, mode, n_grid=n_grid, dask_address=dask_address, ensemble_k=ensemble_k, db=db)
+    summary = query(db, f"SELECT method, split, acc, bal_acc, f1, mcc, n FROM evaluations WHERE run_id = '{run_id}' "
+                        "ORDER BY split DESC, method")
+    _print_table(summary, f"run {run_id}", Console(stderr=True, width=None if sys.stderr.isatty() else 160))
+    print(run_id)
+
+
+@app.command()
+def top(
+    run: Annotated[Optional[str], typer.Option(help="Run id. Default: the latest run.")] = None,
+    k: Annotated[int, typer.Option(help="Neurons per class.")] = 20,
+    db: DbOpt = None,
+) -> None:
+    """The best neurons of a run by probe accuracy, with their held-out figures beside them."""
+    from .leaderboard import top as best
+
+    cols = ["rank", "class", "site", "layer", "neuron", "probe_acc", "eval_acc", "eval_bal_acc", "agreement"]
+    table = best(db, run, k)
+    _print_table(table.select(cols), f"top {k} neurons of run {table['run_id'][0] if len(table) else run}")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="A read-only SQL query over runs, neurons, evaluations, datasets, "
+                                         "artifacts and the views top_neurons, layer_summary, "
+                                         "cross_dataset_neurons.")],
+    db: DbOpt = None,
+    csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+) -> None:
+    """Run a read-only SQL query against the leaderboard database."""
+    from .leaderboard import query as run_query
+
+    table = run_query(db, query)
+    if csv:
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, sys.stdout.buffer)
+    else:
+        _print_table(table, None)
+
+
+@app.command("export-neurons")
+def export_neurons(
+    out: Annotated[str, typer.Option(help="Parquet file to write.")],
+    run: Annotated[Optional[str], typer.Option(help="Run id. Default: the latest run.")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Write every neuron row of a run to a Parquet file (the run's metadata rides in the file's metadata)."""
+    from .leaderboard import export_run_parquet, latest_run
+
+    path = export_run_parquet(db, run or latest_run(db), out)
+    console.print(f"wrote {path}")
+
+
+def _print_table(table, title: str | None, out: Console | None = None) -> None:
+    view = Table(title=title)
+    for name in table.column_names:
+        view.add_column(name, justify="right" if table.schema.field(name).type != "string" else "left")
+    for row in table.to_pylist():
+        view.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+    (out or console).print(view)
 
 
 @datasets_app.command("list")

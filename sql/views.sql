@@ -16,12 +16,14 @@ FROM neurons AS n;
 
 -- Per run, site and layer: how many neurons, and how many beat the base model on the held-out split
 -- (a neuron counts once if any of its class rows has eval_acc > the model's eval accuracy): the paper's Fig. 3b.
--- n_beat_model is NULL when the run has no base-model evaluation.
+-- n_beat_model is NULL when the run has no base-model evaluation, and for runs of more than two classes, where a
+-- neuron's one-vs-rest accuracy is not comparable with the model's K-way accuracy.
 CREATE OR REPLACE VIEW layer_summary AS
 WITH base AS (
     SELECT run_id, max(acc) AS model_eval_acc
     FROM evaluations
-    WHERE method = 'model' AND split = 'eval'
+    JOIN runs USING (run_id)
+    WHERE method = 'model' AND split = 'eval' AND (runs.classes IS NULL OR len(runs.classes) = 2)
     GROUP BY run_id
 )
 SELECT

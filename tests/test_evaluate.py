@@ -13,7 +13,7 @@ from sklearn import metrics as skm
 from sn_store.datasets import load_dataset
 from sn_store.evaluate import class_metrics, evaluate_run
 from sn_store.extract import extract
-from sn_store.leaderboard import top
+from sn_store.leaderboard import query, top
 from sn_store.search import fit_store, search
 from tests.conftest import adapter, small_spec
 
@@ -110,3 +110,11 @@ def test_search_writes_the_whole_run(store, tmp_path):
     con.close()
     best = top(db, run_id, k=1).to_pylist()
     assert len(best) == (1 if n_classes == 2 else n_classes)
+
+    summary = query(
+        db, f"SELECT n_neurons, n_beat_model FROM layer_summary WHERE run_id = '{run_id}'").to_pylist()
+    assert sum(r["n_neurons"] for r in summary) == x.sizes["layer"] * x.sizes["neuron"]
+    if n_classes > 2:  # one-vs-rest accuracy is not comparable with the model's K-way accuracy
+        assert all(r["n_beat_model"] is None for r in summary)
+    else:
+        assert all(r["n_beat_model"] is not None for r in summary)

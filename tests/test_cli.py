@@ -1,0 +1,54 @@
+"""The leaderboard commands through the real CLI: search prints the run id, top/sql read it, sql stays read-only."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from sn_store.datasets import load_dataset
+from sn_store.extract import extract
+from tests.conftest import adapter, small_spec
+
+
+def sn(*args):
+    return subprocess.run([sys.executable, "-m", "sn_store", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    store = extract(adapter("tiny-llava"), load_dataset(small_spec(n=32)), store=str(tmp / "s.zarr"), progress=False)
+    db = str(tmp / "sn.duckdb")
+    res = sn("search", "--store", store, "--db", db, "--mode", "grid", "--ensemble-k", "3")
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip(), db, tmp, res.stderr
+
+
+def test_search_prints_only_the_run_id_on_stdout(run):
+    run_id, db, _, stderr = run
+    assert len(run_id) == 12 and "\n" not in run_id
+    assert "sn_ensemble" in stderr  # the evaluation summary goes to stderr
+
+
+def test_top_sql_and_parquet(run):
+    run_id, db, tmp, _ = run
+    res = sn("top", "--db", db, "--k", "2")
+    assert res.returncode == 0 and run_id in res.stdout and "eval_acc" in res.stdout
+    res = sn("sql", f"SELECT count(*) AS n FROM neurons WHERE run_id = '{run_id}'", "--db", db, "--csv")
+    assert res.returncode == 0 and res.stdout.split() == ['"n"', str(4 * 256)]
+    res = sn("export-neurons", "--db", db, "--out", str(tmp / "run.parquet"))
+    assert res.returncode == 0
+    assert pq.read_table(tmp / "run.parquet").num_rows == 4 * 256
+
+
+def test_sql_is_read_only_and_errors_are_one_line(run):
+    _, db, _, _ = run
+    res = sn("sql", "DELETE FROM neurons", "--db", db)
+    assert res.returncode == 1 and "read-only" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = sn("top", "--db", db, "--run", "nope")
+    assert res.returncode == 1 and "nope" in res.stderr
+    res = sn("search", "--store", str(db) + ".missing", "--db", db)
+    assert res.returncode == 1 and "no activation store" in res.stderr
