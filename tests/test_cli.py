@@ -52,3 +52,20 @@ def test_sql_is_read_only_and_errors_are_one_line(run):
     assert res.returncode == 1 and "nope" in res.stderr
     res = sn("search", "--store", str(db) + ".missing", "--db", db)
     assert res.returncode == 1 and "no activation store" in res.stderr
+
+
+def test_four_searches_into_one_database_at_once(run):
+    """Four `sn search` processes on the same DuckDB file at the same time: none fails, no row is lost."""
+    _, _, tmp, _ = run
+    store, db = str(tmp / "s.zarr"), str(tmp / "four.duckdb")
+    procs = [subprocess.Popen([sys.executable, "-m", "sn_store", "search", "--store", store, "--db", db],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [e for _, e in outs]
+    run_ids = {o.strip() for o, _ in outs}
+    assert len(run_ids) == 4
+    res = sn("sql", "SELECT run_id, count(*) AS n FROM neurons GROUP BY run_id", "--db", db, "--csv")
+    counts = dict(line.replace('"', "").split(",") for line in res.stdout.split()[1:])
+    assert counts == {r: str(4 * 256) for r in run_ids}
+    res = sn("sql", "SELECT count(*) AS n FROM evaluations", "--db", db, "--csv")
+    assert res.stdout.split()[1] == str(4 * 6)
