@@ -174,6 +174,54 @@ def _print_table(table, title: str | None, out: Console | None = None) -> None:
     (out or console).print(view)
 
 
+@app.command()
+def export(
+    out: Annotated[Optional[str], typer.Option(help="Artifact directory. Default: $SN_HOME/artifacts/<run>-...")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Run id. Default: the latest run.")] = None,
+    neuron: Annotated[Optional[str], typer.Option(help="SITE:LAYER:INDEX of one neuron (binary runs). Default: the "
+                                                  "best by probe accuracy.")] = None,
+    ensemble: Annotated[int, typer.Option(help="Top-K neurons (per class) voting together.")] = 1,
+    verify: Annotated[bool, typer.Option(help="Run the artifact on the eval split and check it against the store "
+                                         "(records method early_exit).")] = True,
+    db: DbOpt = None,
+) -> None:
+    """Write an early-exit artifact: only the weights up to the exit neuron, a manifest, the processor files."""
+    from .artifact import EarlyExitClassifier
+    from .export import export as run_export
+
+    path = run_export(run, out, neuron=neuron, ensemble=ensemble, db=db, verify=verify)
+    manifest = EarlyExitClassifier.load(path, device="cpu").manifest if verify else {}
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    console.print(f"artifact [bold]{path}[/] ({size / 1e6:.1f} MB), exit layer {manifest.get('exit_layer', '?')}")
+    if "early_exit_eval" in manifest.get("metrics", {}):
+        m = manifest["metrics"]["early_exit_eval"]
+        console.print(f"early exit on eval: acc {m['acc']:.3f}, bal_acc {m['bal_acc']:.3f} (n={m['n']}); "
+                      "predictions equal the stored activations' classifier on every sample")
+
+
+@app.command()
+def predict(
+    artifact: Annotated[str, typer.Argument(help="Artifact directory written by `sn export`.")],
+    image: Annotated[Optional[list[str]], typer.Option(help="Image file (repeat for several).")] = None,
+    question: Annotated[Optional[list[str]], typer.Option(help="Question (one per image, or one for all).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Evaluate on a dataset (spec file or name) instead.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 16,
+    device: Annotated[Optional[str], typer.Option(help="torch device. Default: cuda if available.")] = None,
+) -> None:
+    """Answer questions about images with an early-exit artifact (or score it on a dataset)."""
+    from .artifact import EarlyExitClassifier
+    from .predict import predict_dataset, predict_files
+
+    clf = EarlyExitClassifier.load(artifact, device=device)
+    if dataset:
+        result = predict_dataset(clf, dataset, batch_size)
+        console.print(f"{result['n']} samples: accuracy {result['acc']:.4f}, balanced accuracy "
+                      f"{result['bal_acc']:.4f}, {result['samples_per_s']:.1f} samples/s")
+        return
+    for path, answer in predict_files(clf, image or [], question or [], batch_size):
+        print(f"{path}\t{answer}")
+
+
 @datasets_app.command("list")
 def datasets_list() -> None:
     """List the built-in dataset specs."""

@@ -4,6 +4,7 @@ the probe and eval splits. Neurons are chosen on the probe split only; the eval 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -60,12 +61,29 @@ def read_neurons(group: zarr.Group, rows: list[dict]) -> np.ndarray:
     return np.stack(cols, axis=1).astype(np.float32)
 
 
-def _margins(group: zarr.Group, rows: list[dict], probe: np.ndarray) -> np.ndarray:
-    """Margins s*(a - t) scaled by each neuron's probe spread, so that neurons can be compared in a vote."""
-    acts = read_neurons(group, rows)
-    z = decision_function(acts, [r["polarity"] for r in rows], [r["threshold"] for r in rows])
-    scale = np.nanstd(acts[probe], axis=0)
-    return z / np.where(scale > 0, scale, 1.0)
+@dataclass(frozen=True)
+class Neuron:
+    """One Super Neuron classifier: it fires for class `cls` when polarity * (a - threshold) > 0."""
+
+    site: str
+    layer: int
+    index: int  # within its site
+    cls: int  # the class it votes for (binary: the positive class)
+    polarity: int
+    threshold: float
+    scale: float  # its probe standard deviation: margins are compared in these units
+
+    @classmethod
+    def from_row(cls, row: dict, cls_index: int, scale: float) -> Neuron:
+        return cls(row["site"], row["layer"], row["neuron"], cls_index, row["polarity"], row["threshold"], scale)
+
+
+def vote_margins(acts: np.ndarray, neurons: list[Neuron], n_classes: int) -> np.ndarray:
+    """Class predictions of a set of neurons from their activations (sample, neuron): majority vote, see `_predict`."""
+    z = decision_function(acts, [n.polarity for n in neurons], [n.threshold for n in neurons])
+    z = z / np.asarray([n.scale if n.scale > 0 else 1.0 for n in neurons], dtype=np.float32)
+    by_class = {c: z[:, [j for j, n in enumerate(neurons) if n.cls == c]] for c in {n.cls for n in neurons}}
+    return _predict(by_class, n_classes)
 
 
 def _predict(z_by_class: dict[int, np.ndarray], n_classes: int) -> np.ndarray:
@@ -82,15 +100,19 @@ def _predict(z_by_class: dict[int, np.ndarray], n_classes: int) -> np.ndarray:
     return np.argmax(np.where(votes == votes.max(1, keepdims=True), best, -np.inf), axis=1)
 
 
-def sn_predictions(group: zarr.Group, table: pa.Table, k: int, probe: np.ndarray) -> tuple[np.ndarray, list[dict]]:
-    """Predictions of the top-k neurons of every class (k=1: the best SN) and the neurons used."""
+def choose(group: zarr.Group, table: pa.Table, k: int, probe: np.ndarray) -> list[Neuron]:
+    """The top-k neurons of every class (binary: of the positive class), with their probe spread."""
     names = list(group.attrs["classes"])
-    n_classes = len(names)
-    wanted = [1] if n_classes == 2 else list(range(n_classes))
-    chosen = {c: ranked(table, names[c], k) for c in wanted}
-    z = {c: _margins(group, rows, probe) for c, rows in chosen.items()}
-    used = [dict(r, rank=i + 1) for rows in chosen.values() for i, r in enumerate(rows)]
-    return _predict(z, n_classes), used
+    wanted = [1] if len(names) == 2 else list(range(len(names)))
+    rows = [(c, r) for c in wanted for r in ranked(table, names[c], k)]
+    acts = read_neurons(group, [r for _, r in rows])
+    scales = np.nanstd(acts[probe], axis=0)
+    return [Neuron.from_row(r, c, float(sd)) for (c, r), sd in zip(rows, scales)]
+
+
+def sn_predictions(group: zarr.Group, neurons: list[Neuron]) -> np.ndarray:
+    rows = [{"site": n.site, "layer": n.layer, "neuron": n.index} for n in neurons]
+    return vote_margins(read_neurons(group, rows), neurons, len(group.attrs["classes"]))
 
 
 def evaluate_run(path: str, table: pa.Table, ensemble_k: int = 5) -> list[dict]:
@@ -105,12 +127,13 @@ def evaluate_run(path: str, table: pa.Table, ensemble_k: int = 5) -> list[dict]:
     model_pred = np.asarray(group["model_pred"][:]).astype(np.int64)
     if (model_pred >= 0).all():
         methods["model"] = (model_pred, [])
-    methods["sn"] = sn_predictions(group, table, 1, probe)
-    methods["sn_ensemble"] = sn_predictions(group, table, ensemble_k, probe)
+    for method, k in (("sn", 1), ("sn_ensemble", ensemble_k)):
+        neurons = choose(group, table, k, probe)
+        methods[method] = (sn_predictions(group, neurons), neurons)
     rows = []
     for method, (pred, used) in methods.items():
-        detail = json.dumps([{k: r[k] for k in ("site", "layer", "neuron", "class", "polarity", "threshold")}
-                             for r in used])
+        detail = json.dumps([{"site": n.site, "layer": n.layer, "neuron": n.index, "class": n.cls,
+                              "polarity": n.polarity, "threshold": str(n.threshold)} for n in used])
         for name in SPLITS:
             m = split == name
             rows.append({"method": method, "split": name, **class_metrics(pred[m], y[m], n_classes, positive),

@@ -195,7 +195,8 @@ def extract(model: str | Adapter, dataset: str | DatasetSpec | Dataset, *, store
         sample_ids=[s.id for s in ds.samples],
     )
     meta = adapter_provenance(adapter) | {
-        "dataset": {"name": spec.name, "content_hash": ds.content_hash, "spec": spec.public_dict()},
+        "dataset": {"name": spec.name, "content_hash": ds.content_hash, "spec": spec.public_dict(),
+                    "base_dir": str(Path(spec.base_dir).resolve())},
         "sites": sites, "layers": layers, "dtype": dtype, "baseline": baseline,
         "verbalizers": spec.class_verbalizers, "verbalizer_ids": verbalizer_ids,
         "chunks": [chunk_samples, chunk_neurons], "classes": list(spec.classes),

@@ -227,3 +227,55 @@ def export_run_parquet(db_path, run_id: str, out_path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table.replace_schema_metadata(meta), out)
     return out
+
+
+def run_row(db_path, run_id: str | None = None) -> dict:
+    """One run's row (default: the latest run)."""
+    con = connect(db_path, read_only=True)
+    try:
+        run_id = run_id or _latest(con)
+        _require_run(con, run_id)
+        return con.sql("SELECT * FROM runs WHERE run_id = ?", params=[run_id]).to_arrow_table().to_pylist()[0]
+    finally:
+        con.close()
+
+
+def run_neurons(db_path, run_id: str) -> pa.Table:
+    """Every neuron row of a run, as the search wrote it."""
+    con = connect(db_path, read_only=True)
+    try:
+        _require_run(con, run_id)
+        return con.sql("SELECT * FROM neurons WHERE run_id = ?", params=[run_id]).to_arrow_table()
+    finally:
+        con.close()
+
+
+def run_evaluations(db_path, run_id: str) -> list[dict]:
+    con = connect(db_path, read_only=True)
+    try:
+        return con.sql("SELECT * FROM evaluations WHERE run_id = ? ORDER BY method, split",
+                       params=[run_id]).to_arrow_table().to_pylist()
+    finally:
+        con.close()
+
+
+def add_artifact(db_path, artifact: dict, evaluations: list[dict] = ()) -> None:
+    """Record an exported artifact and its evaluations (method `early_exit`) in one transaction."""
+    eval_rows = _evaluation_rows(artifact["run_id"], list(evaluations))
+    fields = ("artifact_id", "run_id", "path", "neurons", "exit_layer", "created_at", "sha256")
+    row = {**artifact, "created_at": artifact.get("created_at") or datetime.now(timezone.utc).replace(tzinfo=None)}
+    con = connect(db_path)
+    try:
+        con.begin()
+        try:
+            con.execute("DELETE FROM artifacts WHERE artifact_id = ?", [row["artifact_id"]])
+            con.execute(f"INSERT INTO artifacts ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+                        [row[f] for f in fields])
+            if eval_rows:
+                con.executemany("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", eval_rows)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    finally:
+        con.close()

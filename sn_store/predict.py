@@ -1,0 +1,42 @@
+"""Prediction with an early-exit artifact: on image files, or scored on a whole dataset."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from PIL import Image
+
+from .artifact import EarlyExitClassifier
+from .datasets import load_dataset
+from .errors import SnError
+from .evaluate import class_metrics
+
+
+def predict_files(clf: EarlyExitClassifier, images: list[str], questions: list[str], batch_size: int = 16):
+    """(path, class) for each image; one question for all images, or one per image."""
+    if not images or not questions:
+        raise SnError("give --image and --question (or --dataset)")
+    if len(questions) not in (1, len(images)):
+        raise SnError(f"{len(questions)} questions for {len(images)} images: give one, or one per image")
+    questions = questions * len(images) if len(questions) == 1 else questions
+    loaded = []
+    for path in images:
+        try:
+            with Image.open(path) as img:
+                loaded.append(img.convert("RGB"))
+        except OSError as exc:
+            raise SnError(f"image {path}: cannot read ({exc})") from None
+    return list(zip(images, clf.predict(loaded, questions, batch_size)))
+
+
+def predict_dataset(clf: EarlyExitClassifier, dataset: str, batch_size: int = 16) -> dict:
+    """Accuracy of the artifact on every sample of a dataset (both splits), and its throughput."""
+    ds = load_dataset(dataset)
+    if list(ds.spec.classes) != clf.classes:
+        raise SnError(f"dataset {ds.spec.name} has classes {ds.spec.classes}, the artifact {clf.classes}")
+    start = time.perf_counter()
+    pred = clf.predict_indices([s.load_image() for s in ds.samples], [s.question for s in ds.samples], batch_size)
+    seconds = time.perf_counter() - start
+    y = np.asarray([s.label for s in ds.samples])
+    return {**class_metrics(pred, y, len(clf.classes)), "samples_per_s": len(y) / seconds}
