@@ -11,6 +11,8 @@ from rich.table import Table
 
 from .errors import SnError
 
+SITES_ALL = ("resid", "mlp", "attn")
+
 app = typer.Typer(
     help="Find Super Neurons in vision-language models and turn them into early-exit classifiers.",
     no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -222,16 +224,73 @@ def predict(
         print(f"{path}\t{answer}")
 
 
+@app.command()
+def probe(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to probe.")] = "tiny-llava",
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to probe.")] = "shapes-exist",
+    sites: Annotated[Optional[str], typer.Option(help="Comma-separated sites. Default: all.")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="Decoder layers, e.g. '0-3'. Default: all.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 16,
+    probe_size: Annotated[Optional[int], typer.Option(help="Override the spec's probe split size.")] = None,
+    eval_size: Annotated[Optional[int], typer.Option(help="Override the spec's eval split size.")] = None,
+    mode: Annotated[str, typer.Option(help="Search mode: exact or grid.")] = "exact",
+    ensemble_k: Annotated[int, typer.Option(help="Neurons per class in the ensemble.")] = 5,
+    dask_address: Annotated[Optional[str], typer.Option(envvar="SN_DASK_ADDRESS", help="dask scheduler.")] = None,
+    db: DbOpt = None,
+) -> None:
+    """The whole DAG through Prefect: extract -> search -> export -> evaluate (reuses finished stages)."""
+    from pydantic import ValidationError
+
+    from .pipeline import ProbeConfig
+
+    try:
+        config = ProbeConfig(model=model, dataset=dataset, sites=sites.split(",") if sites else list(SITES_ALL),
+                             layers=layers, batch_size=batch_size, probe_size=probe_size, eval_size=eval_size,
+                             mode=mode, ensemble_k=ensemble_k, dask_address=dask_address, db=db)
+    except ValidationError as exc:
+        raise SnError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    from .flows.probe import probe as probe_flow
+
+    result = probe_flow(config)
+    console.print(f"run [bold]{result['run_id']}[/]: artifact {result['artifact']}, early exit "
+                  f"{result['speedup']:.2f}x faster than generate")
+
+
+@app.command()
+def serve(
+    cron: Annotated[Optional[str], typer.Option(help="Cron schedule of the reprobe deployment (default daily "
+                                                "03:00, or $SN_REPROBE_CRON).")] = None,
+) -> None:
+    """Register and serve the probe, extract, search, export and reprobe deployments against $PREFECT_API_URL."""
+    from .flows.serve import serve_all
+
+    serve_all(cron)
+
+
 @datasets_app.command("list")
 def datasets_list() -> None:
-    """List the built-in dataset specs."""
+    """List the built-in and registered dataset specs."""
     from .datasets import builtin_specs, load_spec_file
+    from .registry import registered_specs
 
-    table = Table("name", "format", "classes", "source")
-    for name, path in sorted(builtin_specs().items()):
-        spec = load_spec_file(path)
-        table.add_row(name, spec.format, ", ".join(spec.classes), spec.source)
+    table = Table("name", "kind", "format", "classes", "source")
+    for kind, specs in (("built-in", builtin_specs()), ("registered", registered_specs())):
+        for name, path in sorted(specs.items()):
+            spec = load_spec_file(path)
+            table.add_row(name, kind, spec.format, ", ".join(spec.classes), spec.source)
     console.print(table)
+
+
+@datasets_app.command("add")
+def datasets_add(
+    spec: Annotated[str, typer.Argument(help="A dataset spec file (YAML).")],
+    db: DbOpt = None,
+) -> None:
+    """Register a dataset spec in the workspace (re-adding a name replaces it); `reprobe` probes it."""
+    from .registry import add_dataset
+
+    added, content_hash = add_dataset(spec, db)
+    console.print(f"registered [bold]{added.name}[/] (content hash {content_hash})")
 
 
 def main() -> None:

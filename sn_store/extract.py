@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -171,10 +171,11 @@ def extract(model: str | Adapter, dataset: str | DatasetSpec | Dataset, *, store
             sites: str | list[str] | None = None, layers: str | list[int] | None = None, batch_size: int = 16,
             baseline: bool = True, dtype: str = "float16", overwrite: bool = False, chunk_samples: int = 256,
             chunk_neurons: int = 4096, device: str | None = None, model_dtype: str | None = None,
-            progress: bool = True) -> str:
+            progress: bool = True, on_chunk: Callable[[int, int], None] | None = None) -> str:
     """Extract activations of `model` on `dataset` into a Zarr store; resume it if a previous run was cut short.
 
     `model_dtype` is the weights' dtype (default: bfloat16 on CUDA, float32 on CPU); `dtype` the stored one.
+    `on_chunk(done, total)` is called after every stored chunk (e.g. to publish progress elsewhere).
     Returns the store path. See DESIGN.md "Store" for the layout.
     """
     if dtype not in ("float16", "float32"):
@@ -206,7 +207,7 @@ def extract(model: str | Adapter, dataset: str | DatasetSpec | Dataset, *, store
     if group is None:
         return path  # already complete with these arguments
     try:
-        _run(adapter, ds, group, layout, verbalizer_ids if baseline else None, batch_size, progress)
+        _run(adapter, ds, group, layout, verbalizer_ids if baseline else None, batch_size, progress, on_chunk)
     except Exception:
         if created and group.attrs.get("n_done", 0) == 0:
             zstore.remove(path)  # nothing of value written: leave no half store behind
@@ -239,7 +240,7 @@ def _open_or_create(path: str, layout: zstore.Layout, ds: Dataset, meta: dict, o
 
 
 def _run(adapter: Adapter, ds: Dataset, group, layout: zstore.Layout, verbalizer_ids: list[int] | None,
-         batch_size: int, progress: bool) -> None:
+         batch_size: int, progress: bool, on_chunk: Callable[[int, int], None] | None) -> None:
     start = int(group.attrs.get("n_done", 0))
     capture = Capture(adapter, layout.layers, layout.sites, stop_early=verbalizer_ids is None)
     bar = tqdm(total=len(ds), initial=start, unit="sample", desc="extract", disable=not progress, dynamic_ncols=True)
@@ -261,3 +262,5 @@ def _run(adapter: Adapter, ds: Dataset, group, layout: zstore.Layout, verbalizer
                 bar.update(b - a)
             has_base = verbalizer_ids is not None
             zstore.write_chunk(group, c0, acts, logits.argmax(1) if has_base else None, logits if has_base else None)
+            if on_chunk is not None:
+                on_chunk(c1, len(ds))

@@ -29,7 +29,7 @@ NEURON_COLUMNS = (
 )  # fmt: skip
 RUN_FIELDS = (
     "run_id", "store", "model", "dataset", "mode", "created_at", "n_probe", "n_eval", "classes",
-    "dataset_hash", "model_config_hash", "sn_store_version",
+    "dataset_hash", "model_config_hash", "sn_store_version", "store_fingerprint", "ensemble_k",
 )  # fmt: skip
 EVALUATION_FIELDS = ("method", "split", "acc", "bal_acc", "f1", "mcc", "n", "detail")
 METHODS = ("model", "sn", "sn_ensemble", "sav", "early_exit")
@@ -279,3 +279,17 @@ def add_artifact(db_path, artifact: dict, evaluations: list[dict] = ()) -> None:
             raise
     finally:
         con.close()
+
+
+def find_run(db_path, store_fingerprint: str, mode: str, ensemble_k: int) -> str | None:
+    """A finished search of the same store contents with the same settings, if the database has one."""
+    path = Path(db_path) if db_path is not None else default_db_path()
+    if not path.exists():
+        return None
+    con = connect(db_path, read_only=True)
+    try:
+        rows = con.execute("SELECT run_id FROM runs WHERE store_fingerprint = ? AND mode = ? AND ensemble_k = ? "
+                           "ORDER BY created_at DESC LIMIT 1", [store_fingerprint, mode, ensemble_k]).fetchall()
+    finally:
+        con.close()
+    return rows[0][0] if rows else None

@@ -40,3 +40,29 @@ def predict_dataset(clf: EarlyExitClassifier, dataset: str, batch_size: int = 16
     seconds = time.perf_counter() - start
     y = np.asarray([s.label for s in ds.samples])
     return {**class_metrics(pred, y, len(clf.classes)), "samples_per_s": len(y) / seconds}
+
+
+def measure_speedup(clf: EarlyExitClassifier, full, images: list, questions: list[str], repeat: int = 2) -> dict:
+    """Seconds per batch of the artifact and of the full model answering with `generate(max_new_tokens=1)` on the
+    same inputs and device (both including preprocessing), and their ratio. `full` is a loaded Adapter."""
+    import torch
+
+    def generate():
+        inputs = full.build_inputs(images, questions)
+        inputs = {k: v.to(full.device, dtype=full.model.dtype if v.is_floating_point() else None)
+                  for k, v in inputs.items()}
+        full.model.generate(**inputs, max_new_tokens=1, do_sample=False, pad_token_id=full.tokenizer.pad_token_id)
+
+    def early():
+        clf.predict_indices(images, questions, batch_size=len(questions))
+
+    def seconds(fn):
+        fn()  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        return (time.perf_counter() - start) / repeat
+
+    with torch.inference_mode():
+        t_full, t_exit = seconds(generate), seconds(early)
+    return {"full_s": t_full, "early_exit_s": t_exit, "speedup": t_full / t_exit, "batch": len(questions)}

@@ -149,6 +149,7 @@ def search(store: str, mode: str = "exact", *, n_grid: int = 61, dask_address: s
         "store": store, "model": attrs["model"]["id"], "dataset": attrs["dataset"]["name"], "mode": mode,
         "n_probe": int((split == "probe").sum()), "n_eval": int((split == "eval").sum()),
         "classes": list(attrs["classes"]), "dataset_hash": attrs["dataset"]["content_hash"],
-        "model_config_hash": attrs["model"]["config_hash"],
+        "model_config_hash": attrs["model"]["config_hash"], "store_fingerprint": attrs.get("fingerprint"),
+        "ensemble_k": ensemble_k,
     }
     return write_run(db, run, table, evaluations)

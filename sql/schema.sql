@@ -13,7 +13,9 @@ CREATE TABLE IF NOT EXISTS runs (
     classes           VARCHAR[],    -- order matters: classes[2] (1-based) is the positive class
     dataset_hash      VARCHAR,
     model_config_hash VARCHAR,
-    sn_store_version  VARCHAR
+    sn_store_version  VARCHAR,
+    store_fingerprint VARCHAR,      -- the store's extraction fingerprint: a finished search of it is reused
+    ensemble_k        INTEGER
 );
 
 -- Every neuron of a run, one row per (neuron, class): one class for binary tasks, one-vs-rest rows for K > 2.

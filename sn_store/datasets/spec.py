@@ -69,6 +69,8 @@ def _format_errors(exc: ValidationError) -> str:
 def parse_spec(data: dict[str, Any], where: str, base_dir: str | Path = ".") -> DatasetSpec:
     if not isinstance(data, dict):
         raise SnError(f"dataset spec {where}: expected a mapping of keys, got {type(data).__name__}")
+    data = dict(data)
+    base_dir = data.pop("base_dir", base_dir)  # a registered copy carries its original folder
     try:
         return DatasetSpec(**data, base_dir=str(base_dir))
     except ValidationError as exc:

@@ -7,16 +7,8 @@ import pytest
 import xarray as xr
 
 
-@pytest.fixture(scope="module")
-def prefect_server():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def test_extract_flow_writes_the_store(prefect_server, tmp_path):
-    from flows.extract import extract_flow
+    from sn_store.flows.extract import extract_flow
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
@@ -42,7 +34,7 @@ def test_extract_flow_writes_the_store(prefect_server, tmp_path):
 
 
 def test_search_flow_writes_a_run(prefect_server, tmp_path):
-    from flows.search import search_flow
+    from sn_store.flows.search import search_flow
 
     from sn_store.leaderboard import query
 

@@ -1,0 +1,76 @@
+"""The probe DAG: extract -> search -> export -> evaluate, as Prefect tasks over the sn_store library.
+
+A re-run after a failure skips what is done: the store resumes from its last chunk (a complete one is not touched)
+and a finished search of the same store and settings is reused. Each run publishes three Prefect artifacts: the
+extraction's progress, a table of the top neurons, and a markdown summary.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
+                               update_progress_artifact)
+from prefect.cache_policies import NONE
+
+import sn_store
+from sn_store.artifact import EarlyExitClassifier
+from sn_store.datasets import Dataset
+from sn_store.export import export
+from sn_store.pipeline import (ProbeConfig, dataset_for, eval_samples, finished_search, store_for, summary_markdown,
+                               top_rows)
+from sn_store.predict import measure_speedup
+from sn_store.workspace import subdir
+
+
+@task(name="extract", retries=2, retry_delay_seconds=5, cache_policy=NONE)
+def extract_stage(config: ProbeConfig, ds: Dataset) -> str:
+    progress = create_progress_artifact(0.0, description=f"extraction of {config.model} on {ds.spec.name}")
+    store = sn_store.extract(config.model, ds, store=store_for(config, ds), sites=config.sites, layers=config.layers,
+                             batch_size=config.batch_size, progress=False,
+                             on_chunk=lambda done, total: update_progress_artifact(progress, 100.0 * done / total))
+    update_progress_artifact(progress, 100.0)
+    return store
+
+
+@task(name="search", retries=1, retry_delay_seconds=5, cache_policy=NONE)
+def search_stage(config: ProbeConfig, store: str) -> str:
+    done = finished_search(store, config)
+    if done:
+        get_run_logger().info("search of %s already finished as run %s: reusing it", store, done)
+        return done
+    return sn_store.search(store, config.mode, dask_address=config.dask_address, ensemble_k=config.ensemble_k,
+                           db=config.db, progress=False)
+
+
+@task(name="export", retries=1, cache_policy=NONE)
+def export_stage(config: ProbeConfig, run_id: str) -> str:
+    out = subdir("artifacts") / f"{run_id}-top{config.export_ensemble}"
+    return str(export(run_id, out, ensemble=config.export_ensemble, db=config.db, batch_size=config.batch_size))
+
+
+@task(name="evaluate", cache_policy=NONE)
+def evaluate_stage(config: ProbeConfig, artifact: str, store: str, ds: Dataset) -> dict:
+    clf = EarlyExitClassifier.load(artifact)
+    images, questions = eval_samples(store, ds, n=min(8, config.batch_size))
+    speed = measure_speedup(clf, sn_store.load_model(config.model), images, questions)
+    return {**speed, "exit_layer": clf.plan.exit_layer}
+
+
+@flow(name="probe", log_prints=True)
+def probe(config: ProbeConfig = ProbeConfig()) -> dict:
+    """Find the Super Neurons of a model on a dataset and ship the best as an early-exit classifier."""
+    ds = dataset_for(config)
+    store = extract_stage(config, ds)
+    run_id = search_stage(config, store)
+    artifact = export_stage(config, run_id)
+    speed = evaluate_stage(config, artifact, store, ds)
+    rows = top_rows(config, run_id)
+    create_table_artifact(rows, key="top-neurons", description=f"top neurons of run {run_id}")
+    best = next(r for r in rows if r["rank"] == 1)
+    create_markdown_artifact(summary_markdown(config, run_id, store, artifact, speed["exit_layer"], speed, best),
+                             key="probe-summary", description=f"{config.model} on {config.dataset}")
+    return {"run_id": run_id, "store": store, "artifact": artifact, "speedup": speed["speedup"]}
+
+
+if __name__ == "__main__":
+    probe()

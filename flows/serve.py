@@ -1,0 +1,31 @@
+"""Deployments of every flow, served by one process (`sn serve`) so the Prefect UI can start each from its Run form."""
+
+from __future__ import annotations
+
+import os
+
+from .export import export_flow
+from .extract import extract_flow
+from .probe import probe
+from .reprobe import reprobe
+from .search import search_flow
+
+DEFAULT_CRON = "0 3 * * *"  # re-probe daily at 03:00
+
+
+def deployments(cron: str | None = None) -> list:
+    """The deployments `sn serve` registers; `reprobe` carries the cron schedule (env SN_REPROBE_CRON overrides)."""
+    cron = cron or os.environ.get("SN_REPROBE_CRON") or DEFAULT_CRON
+    return [
+        probe.to_deployment("probe", description="extract -> search -> export -> evaluate"),
+        extract_flow.to_deployment("extract"),
+        search_flow.to_deployment("search"),
+        export_flow.to_deployment("export"),
+        reprobe.to_deployment("reprobe", cron=cron, description="probe new or changed registered datasets"),
+    ]
+
+
+def serve_all(cron: str | None = None) -> None:
+    from prefect import serve
+
+    serve(*deployments(cron))
