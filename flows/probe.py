@@ -15,6 +15,7 @@ from prefect.cache_policies import NONE
 import sn_store
 from sn_store.artifact import EarlyExitClassifier
 from sn_store.datasets import Dataset
+from sn_store.errors import SnError
 from sn_store.export import export
 from sn_store.pipeline import (ProbeConfig, dataset_for, eval_samples, finished_search, store_for, summary_markdown,
                                top_rows)
@@ -22,7 +23,18 @@ from sn_store.predict import measure_speedup
 from sn_store.workspace import subdir
 
 
-@task(name="extract", retries=2, retry_delay_seconds=5, cache_policy=NONE)
+def transient(task, task_run, state) -> bool:
+    """Retry failures of the machine (I/O, memory, a lost worker), not bad input, which would fail the same way."""
+    try:
+        state.result()
+    except SnError:
+        return False
+    except Exception:  # noqa: BLE001 - anything else may be transient
+        return True
+    return True
+
+
+@task(name="extract", retries=2, retry_delay_seconds=5, retry_condition_fn=transient, cache_policy=NONE)
 def extract_stage(config: ProbeConfig, ds: Dataset) -> str:
     progress = create_progress_artifact(0.0, description=f"extraction of {config.model} on {ds.spec.name}")
     store = sn_store.extract(config.model, ds, store=store_for(config, ds), sites=config.sites, layers=config.layers,
@@ -32,7 +44,7 @@ def extract_stage(config: ProbeConfig, ds: Dataset) -> str:
     return store
 
 
-@task(name="search", retries=1, retry_delay_seconds=5, cache_policy=NONE)
+@task(name="search", retries=1, retry_delay_seconds=5, retry_condition_fn=transient, cache_policy=NONE)
 def search_stage(config: ProbeConfig, store: str) -> str:
     done = finished_search(store, config)
     if done:
@@ -42,7 +54,7 @@ def search_stage(config: ProbeConfig, store: str) -> str:
                            db=config.db, progress=False)
 
 
-@task(name="export", retries=1, cache_policy=NONE)
+@task(name="export", retries=1, retry_condition_fn=transient, cache_policy=NONE)
 def export_stage(config: ProbeConfig, run_id: str) -> str:
     out = subdir("artifacts") / f"{run_id}-top{config.export_ensemble}"
     return str(export(run_id, out, ensemble=config.export_ensemble, db=config.db, batch_size=config.batch_size))

@@ -45,8 +45,9 @@ def dataset_for(config: ProbeConfig) -> Dataset:
 
 
 def store_for(config: ProbeConfig, ds: Dataset) -> str:
-    """One store per model, dataset and extraction settings, so probes with other settings never collide."""
-    settings = json.dumps([config.sites, config.layers, config.probe_size, config.eval_size])
+    """One store per model, dataset content and extraction settings: probes with other settings, or of a dataset
+    whose files changed, never collide with an earlier store."""
+    settings = json.dumps([config.sites, config.layers, config.probe_size, config.eval_size, ds.content_hash])
     return default_store_path(config.model, f"{ds.spec.name}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}")
 
 
