@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from sn_store.pipeline import DEFAULT_MODEL, ProbeConfig
 from sn_store.registry import current_hash, needs_probe, registered_specs
 
-from .probe import probe
+from sn_store.flows.probe import probe
 
 
 @flow(name="reprobe", log_prints=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from .export import export_flow
-from .extract import extract_flow
-from .probe import probe
-from .reprobe import reprobe
-from .search import search_flow
+from sn_store.flows.export import export_flow
+from sn_store.flows.extract import extract_flow
+from sn_store.flows.probe import probe
+from sn_store.flows.reprobe import reprobe
+from sn_store.flows.search import search_flow
 
 DEFAULT_CRON = "0 3 * * *"  # re-probe daily at 03:00
 
