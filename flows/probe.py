@@ -12,11 +12,14 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
                                update_progress_artifact)
 from prefect.cache_policies import NONE
 
+from pathlib import Path
+
 import sn_store
 from sn_store.artifact import EarlyExitClassifier
 from sn_store.datasets import Dataset
 from sn_store.errors import SnError
 from sn_store.export import export
+from sn_store.leaderboard import set_speedup
 from sn_store.pipeline import (ProbeConfig, dataset_for, eval_samples, finished_search, store_for, summary_markdown,
                                top_rows)
 from sn_store.predict import measure_speedup
@@ -65,6 +68,7 @@ def evaluate_stage(config: ProbeConfig, artifact: str, store: str, ds: Dataset) 
     clf = EarlyExitClassifier.load(artifact)
     images, questions = eval_samples(store, ds, n=min(8, config.batch_size))
     speed = measure_speedup(clf, sn_store.load_model(config.model), images, questions)
+    set_speedup(config.db, str(Path(artifact).resolve()), speed["speedup"])
     return {**speed, "exit_layer": clf.plan.exit_layer}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Optional
 
@@ -58,15 +59,39 @@ def extract(
 
 @app.command()
 def demo(
-    model: Annotated[str, typer.Option(help="Model to probe.")] = "tiny-llava",
-    dataset: Annotated[str, typer.Option(help="Dataset to probe.")] = "shapes-exist",
+    model: Annotated[Optional[str], typer.Option(help="Model to probe. Default: the shipped trained tiny VLM.")] = None,
+    task: Annotated[Optional[list[str]], typer.Option(help="Task (dataset) to probe; repeat. Default: the whole "
+                                                      "built-in suite.")] = None,
+    db: DbOpt = None,
 ) -> None:
-    """Run the pipeline on the embedded default (a tiny VLM and the synthetic shapes suite) and show the result."""
-    from .extract import extract as run
+    """Probe the embedded default model on every task of the synthetic suite, through Prefect, and print one table.
 
-    console.print(f"[bold]sn demo[/]: extracting [cyan]{model}[/] on [cyan]{dataset}[/]")
-    path = run(model, dataset)
-    _describe_store(path)
+    A second run reuses the stores and searches of the first.
+    """
+    from .demo import run_demo, summary_sql
+    from .pipeline import DEFAULT_MODEL
+
+    model = model or DEFAULT_MODEL
+    console.print(f"[bold]sn demo[/]: probing [cyan]{model}[/] on {', '.join(task) if task else 'the built-in suite'}")
+    rows, run_ids = run_demo(model, task, db)
+    table = Table(title=f"{model}: held-out (eval) accuracy per task")
+    for col in ("task", "base model", "best SN", "best SN neuron", "top-k ensemble", "early exit", "exit layer",
+                "speed-up"):
+        table.add_column(col, justify="left" if col in ("task", "best SN neuron") else "right")
+    for r in rows:
+        table.add_row(r["task"], _pct(r["base_model_acc"]), _pct(r["best_sn_acc"]), r["best_sn"],
+                      _pct(r["ensemble_acc"]), _pct(r["early_exit_acc"]), str(r["exit_layer"]),
+                      f"{r['speedup']:.1f}x" if r["speedup"] else "-")
+    console.print(table)
+    console.print("Reproduce this table:  sn sql \"" + summary_sql(run_ids) + "\"", soft_wrap=True, highlight=False)
+    console.print("Look closer:           sn top --run " + run_ids[0] + "   |   sn predict <artifact> --dataset <task>",
+                  highlight=False)
+    console.print("Prefect UI:            infra/stack.sh start, then open http://127.0.0.1:4200 (see README)",
+                  highlight=False)
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def _describe_store(path: str) -> None:
@@ -294,6 +319,8 @@ def datasets_add(
 
 
 def main() -> None:
+    # Offline machines: Prefect's telemetry would only log errors.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         app()
     except SnError as exc:

@@ -293,3 +293,12 @@ def find_run(db_path, store_fingerprint: str, mode: str, ensemble_k: int) -> str
     finally:
         con.close()
     return rows[0][0] if rows else None
+
+
+def set_speedup(db_path, artifact_path: str, speedup: float) -> None:
+    """Record an artifact's measured speed-up over the full model's `generate`."""
+    con = connect(db_path)
+    try:
+        con.execute("UPDATE artifacts SET speedup = ? WHERE path = ?", [speedup, artifact_path])
+    finally:
+        con.close()

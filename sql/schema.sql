@@ -66,5 +66,6 @@ CREATE TABLE IF NOT EXISTS artifacts (
     neurons     VARCHAR,      -- JSON list of {site, layer, neuron, class, polarity, threshold}
     exit_layer  INTEGER,
     created_at  TIMESTAMP,
-    sha256      VARCHAR
+    sha256      VARCHAR,
+    speedup     REAL          -- measured early exit vs `generate` on the same inputs (NULL until measured)
 );

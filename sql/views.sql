@@ -58,3 +58,29 @@ JOIN runs AS r USING (run_id)
 WHERE t.rank <= 100
 GROUP BY r.model, t.site, t.layer, t.neuron
 HAVING count(DISTINCT r.dataset) >= 2;
+
+-- One row per run: the base model, the best SN, the ensemble and the early-exit artifact on the eval split, and the
+-- artifact's exit layer and measured speed-up (the latest artifact of the run). `sn demo` prints this view.
+CREATE OR REPLACE VIEW probe_summary AS
+WITH ev AS (
+    SELECT run_id,
+           arg_max(acc, rowid) FILTER (WHERE method = 'model') AS base_model_acc,
+           arg_max(acc, rowid) FILTER (WHERE method = 'sn') AS best_sn_acc,
+           arg_max(detail, rowid) FILTER (WHERE method = 'sn') AS best_sn,
+           arg_max(acc, rowid) FILTER (WHERE method = 'sn_ensemble') AS ensemble_acc,
+           arg_max(acc, rowid) FILTER (WHERE method = 'early_exit') AS early_exit_acc
+    FROM evaluations
+    WHERE split = 'eval'
+    GROUP BY run_id
+), art AS (
+    SELECT run_id, arg_max(exit_layer, created_at) AS exit_layer, arg_max(speedup, created_at) AS speedup,
+           arg_max(path, created_at) AS artifact
+    FROM artifacts
+    GROUP BY run_id
+)
+SELECT r.run_id, r.model, r.dataset AS task, r.created_at, len(r.classes) AS n_classes, r.n_probe, r.n_eval,
+       ev.base_model_acc, ev.best_sn_acc, ev.best_sn, ev.ensemble_acc, r.ensemble_k, ev.early_exit_acc,
+       art.exit_layer, art.speedup, art.artifact
+FROM runs AS r
+LEFT JOIN ev USING (run_id)
+LEFT JOIN art USING (run_id);
