@@ -65,11 +65,7 @@ def test_probe_deployment_run_from_the_api(tmp_path):
         wait_for(lambda: urllib.request.urlopen(f"{api}/health", timeout=2).status == 200, 180, "the server", procs)
         procs.append(subprocess.Popen([sys.executable, "-m", "sn_store", "serve"], env=env, stdout=logs[1],
                                       stderr=subprocess.STDOUT, start_new_session=True))
-        os.environ.update({"PREFECT_API_URL": api})
-        try:
-            run = asyncio.run(run_probe_deployment(procs))
-        finally:
-            os.environ.pop("PREFECT_API_URL", None)
+        run = asyncio.run(run_probe_deployment(api, procs))
         assert run.state.is_completed(), (run.state, (tmp_path / "serve.log").read_text()[-3000:])
         con = duckdb.connect(str(tmp_path / "sn" / "sn.duckdb"), read_only=True)
         n = con.execute("SELECT count(*) FROM neurons JOIN runs USING (run_id) WHERE dataset = 'shapes-exist'")
@@ -82,10 +78,11 @@ def test_probe_deployment_run_from_the_api(tmp_path):
     assert all(p.returncode is not None for p in procs)
 
 
-async def run_probe_deployment(procs):
-    from prefect.client.orchestration import get_client
+async def run_probe_deployment(api, procs):
+    from prefect.client.orchestration import PrefectClient
 
-    async with get_client() as client:
+    # An explicit client for this server: other tests' harness settings may still be active in this process.
+    async with PrefectClient(api) as client:
         deadline = time.time() + 120
         while True:  # `sn serve` registers the deployments
             for p in procs:
