@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -15,12 +16,27 @@ from ..workspace import subdir
 from .base import Adapter, adapter_class, registered
 
 
+# Trained models that ship inside the package (folders of sn_store/models/shipped/), by built-in name.
+SHIPPED = {"sn-tiny-llava": "sn-tiny-llava"}
+
+
 def _tiny_names() -> dict[str, str]:
     return {cls.tiny_name: model_type for model_type, cls in registered().items()}
 
 
+def shipped_dir(name: str) -> Path:
+    """The package folder of a shipped model (a plain directory: the package is installed unzipped)."""
+    return Path(str(resources.files("sn_store.models") / "shipped" / SHIPPED[name]))
+
+
 def resolve_model(name: str) -> str:
-    """A local directory for built-in names (built on first use) and paths; hub ids are returned unchanged."""
+    """A local directory for built-in names (shipped, or random tiny ones built on first use) and paths; hub ids
+    are returned unchanged."""
+    if name in SHIPPED:
+        path = shipped_dir(name)
+        if not (path / "config.json").is_file():
+            raise SnError(f"model {name!r}: the shipped model is missing from {path} (reinstall sn_store)")
+        return str(path)
     tiny = _tiny_names()
     if name in tiny:
         target = subdir("models") / name
