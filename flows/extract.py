@@ -6,6 +6,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 
 import sn_store
+from sn_store.pipeline import DEFAULT_MODEL
 
 
 @task(name="extract-activations", retries=1, retry_delay_seconds=5)
@@ -17,7 +18,7 @@ def extract_task(model: str, dataset: str, store: str | None, sites: list[str] |
 
 
 @flow(name="extract", log_prints=True)
-def extract_flow(model: str = "tiny-llava", dataset: str = "shapes-exist", store: str | None = None,
+def extract_flow(model: str = DEFAULT_MODEL, dataset: str = "shapes-exist", store: str | None = None,
                  sites: list[str] | None = None, layers: str | None = None, batch_size: int = 16,
                  baseline: bool = True, dtype: str = "float16") -> str:
     """Extract first-token activations of `model` on `dataset` into a Zarr store; returns the store path."""

@@ -24,7 +24,8 @@ app.add_typer(datasets_app, name="datasets")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="HF hub id, local model directory, or a built-in "
-                                       "name (tiny-llava, tiny-qwen2-vl, tiny-idefics3).")]
+                                       "name (sn-tiny-llava: trained; tiny-llava, tiny-qwen2-vl, tiny-idefics3: "
+                                       "random weights).")]
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="A dataset spec file (YAML) or a built-in or "
                                          "registered name (see `sn datasets list`).")]
 
@@ -251,7 +252,7 @@ def predict(
 
 @app.command()
 def probe(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model to probe.")] = "tiny-llava",
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to probe.")] = "sn-tiny-llava",
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to probe.")] = "shapes-exist",
     sites: Annotated[Optional[str], typer.Option(help="Comma-separated sites. Default: all.")] = None,
     layers: Annotated[Optional[str], typer.Option(help="Decoder layers, e.g. '0-3'. Default: all.")] = None,
@@ -319,8 +320,10 @@ def datasets_add(
 
 
 def main() -> None:
-    # Offline machines: Prefect's telemetry would only log errors.
+    # Offline machines: Prefect's telemetry would only log errors. A first ephemeral server creates its database,
+    # which on 2 busy cores can take longer than Prefect's default 20 s.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     try:
         app()
     except SnError as exc:

@@ -16,7 +16,7 @@ from . import leaderboard
 from .datasets import Dataset, load_dataset, resolve_spec
 from .extract import default_store_path
 
-DEFAULT_MODEL = "tiny-llava"
+DEFAULT_MODEL = "sn-tiny-llava"  # the trained tiny LLaVA shipped in the package
 
 
 class ProbeConfig(BaseModel):

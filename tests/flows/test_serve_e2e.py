@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import zarr
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +70,9 @@ def test_probe_deployment_run_from_the_api(tmp_path):
         assert run.state.is_completed(), (run.state, (tmp_path / "serve.log").read_text()[-3000:])
         con = duckdb.connect(str(tmp_path / "sn" / "sn.duckdb"), read_only=True)
         n = con.execute("SELECT count(*) FROM neurons JOIN runs USING (run_id) WHERE dataset = 'shapes-exist'")
-        assert n.fetchall()[0][0] == 256  # layer 0, 64 + 128 + 64 neurons
+        (store,) = (tmp_path / "sn" / "stores").glob("*.zarr")
+        width = zarr.open_group(str(store), mode="r")["activations"].shape[2]
+        assert n.fetchall()[0][0] == width  # every neuron of layer 0: resid + mlp + attn
         con.close()
     finally:
         stop(procs)
