@@ -121,7 +121,7 @@ def evaluate_run(path: str, table: pa.Table, ensemble_k: int = 5) -> list[dict]:
     y = np.asarray(group["label"][:]).astype(np.int64)
     split = np.asarray(group["split"][:]).astype(object)
     n_classes = len(group.attrs["classes"])
-    positive = _positive_index(group)
+    positive = positive_index(group)
     probe = split == "probe"
     methods: dict[str, tuple[np.ndarray, list]] = {}
     model_pred = np.asarray(group["model_pred"][:]).astype(np.int64)
@@ -141,7 +141,8 @@ def evaluate_run(path: str, table: pa.Table, ensemble_k: int = 5) -> list[dict]:
     return rows
 
 
-def _positive_index(group: zarr.Group) -> int:
+def positive_index(group: zarr.Group) -> int:
+    """Index of the positive class: the spec's `positive_class`, else classes[1]."""
     classes = list(group.attrs["classes"])
     spec = (group.attrs.get("dataset") or {}).get("spec") or {}
     return classes.index(spec["positive_class"]) if spec.get("positive_class") in classes else 1

@@ -13,7 +13,7 @@ from . import leaderboard
 from .artifact import MANIFEST, EarlyExitClassifier, Staging, build, neuron_json, sha256, write_manifest
 from .datasets import Dataset, load_dataset, parse_spec
 from .errors import SnError
-from .evaluate import Neuron, choose, class_metrics, sn_predictions
+from .evaluate import Neuron, choose, class_metrics, positive_index, read_neurons, sn_predictions
 from .models import load_model
 from .workspace import subdir
 
@@ -38,8 +38,6 @@ def pick(group: zarr.Group, table, neuron: str | None, ensemble: int, probe: np.
         raise SnError(f"--neuron {neuron}: no such neuron in the run")
     if rows[0]["polarity"] == 0:
         raise SnError(f"--neuron {neuron}: this neuron has no classifier (NaN or inf values)")
-    from .evaluate import read_neurons
-
     scale = float(np.nanstd(read_neurons(group, rows[:1])[probe]))
     return [Neuron.from_row(rows[0], 1, scale)]
 
@@ -75,13 +73,7 @@ def verify_exit(path: Path, group: zarr.Group, neurons: list[Neuron], batch_size
         raise SnError(f"the early-exit artifact disagrees with the stored activations on {len(mismatch)} eval "
                       f"samples (first: {samples[mismatch[0]].id})")
     y = np.asarray(group["label"][:]).astype(np.int64)[idx]
-    return class_metrics(pred, y, len(group.attrs["classes"]), _positive(group))
-
-
-def _positive(group) -> int:
-    from .evaluate import _positive_index
-
-    return _positive_index(group)
+    return class_metrics(pred, y, len(group.attrs["classes"]), positive_index(group))
 
 
 def export(run: str | None = None, out: str | Path | None = None, *, neuron: str | None = None,

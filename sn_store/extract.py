@@ -131,10 +131,9 @@ def default_store_path(model: str, dataset: str) -> str:
 
 
 def check_verbalizers(adapter: Adapter, spec: DatasetSpec) -> list[int]:
-    words = spec.class_verbalizers
-    ids = adapter.verbalizer_ids(words)
+    ids = adapter.verbalizer_ids(spec.class_verbalizers)
     seen: dict[int, str] = {}
-    for cls, word, tok in zip(spec.classes, words, ids):
+    for cls, tok in zip(spec.classes, ids, strict=True):
         if tok in seen:
             token = adapter.tokenizer.convert_ids_to_tokens(tok)
             raise SnError(f"dataset {spec.name}: classes {seen[tok]!r} and {cls!r} have verbalizers that begin with "

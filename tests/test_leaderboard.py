@@ -12,7 +12,6 @@ import time
 import tomllib
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import xarray as xr
 
 
 def test_extract_flow_writes_the_store(prefect_server, tmp_path):
     from sn_store.flows.extract import extract_flow
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
     from sn_store.extract import extract
 
