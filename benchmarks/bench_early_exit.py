@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import duckdb
@@ -24,6 +23,7 @@ from sn_store.export import export
 from sn_store.extract import extract
 from sn_store.models import load_model
 from sn_store.models.tiny import TinyDims, build_tiny
+from sn_store.predict import measure_speedup
 from sn_store.search import search
 
 GEOMETRIES = {
@@ -32,18 +32,6 @@ GEOMETRIES = {
     "mid": TinyDims(hidden=1024, layers=16, intermediate=2816, heads=16, kv_heads=16, vision_hidden=256,
                     vision_layers=4, vision_heads=4, image_size=112, patch_size=14),
 }
-
-
-def timed(fn, repeat: int) -> float:
-    fn()  # warm-up
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeat
 
 
 def bench(name: str, exit_layer: int, device: str, work: Path, n: int = 32) -> None:
@@ -65,20 +53,10 @@ def bench(name: str, exit_layer: int, device: str, work: Path, n: int = 32) -> N
     images = [s.load_image() for s in ds.samples]
     questions = [s.question for s in ds.samples]
 
-    def generate(a, b):
-        inputs = full.build_inputs(images[a:b], questions[a:b])
-        inputs = {k: v.to(device, dtype=full.model.dtype if v.is_floating_point() else None)
-                  for k, v in inputs.items()}
-        full.model.generate(**inputs, max_new_tokens=1, do_sample=False, pad_token_id=full.tokenizer.pad_token_id)
-
-    def early(a, b):
-        clf.predict_indices(images[a:b], questions[a:b], batch_size=b - a)
-
-    with torch.inference_mode():
-        lat_full = timed(lambda: generate(0, 1), 8)
-        lat_exit = timed(lambda: early(0, 1), 8)
-        thr_full = 16 / timed(lambda: generate(0, 16), 3)
-        thr_exit = 16 / timed(lambda: early(0, 16), 3)
+    one = measure_speedup(clf, full, images[:1], questions[:1], repeat=8)
+    batch = measure_speedup(clf, full, images[:16], questions[:16], repeat=3)
+    lat_full, lat_exit = one["full_s"], one["early_exit_s"]
+    thr_full, thr_exit = 16 / batch["full_s"], 16 / batch["early_exit_s"]
     size_full = (model_dir / "model.safetensors").stat().st_size
     size_exit = (art / "model.safetensors").stat().st_size
     params = sum(p.numel() for p in full.model.parameters())

@@ -26,17 +26,11 @@ from . import __version__
 from .errors import SnError
 from .evaluate import Neuron, vote_margins
 from .models import Adapter, adapter_class
+from .models.base import StopForward, execution_order
 
 FORMAT = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
-SITE_ORDER = {"attn": 0, "mlp": 1, "resid": 2}  # execution order inside a decoder layer
-
-
-class _StopForward(Exception):
-    """Raised by the last tap: nothing after it is needed."""
-
-
 def neuron_json(n: Neuron) -> dict:
     return {**asdict(n), "threshold": _json_float(n.threshold)}
 
@@ -122,26 +116,18 @@ class Taps:
         groups: dict[tuple[int, str], list[tuple[int, int]]] = {}
         for j, n in enumerate(self.neurons):
             groups.setdefault((n.layer, n.site), []).append((j, self._column(n)))
-        last = max(groups, key=lambda k: (k[0], SITE_ORDER[k[1]]))
-        handles = []
-        for (layer, site), cols in groups.items():
-            module = self.adapter.site_module(layer, site)
-            record = self._recorder(cols, (layer, site) == last)
-            if self.adapter.sites[site].read == "output":
-                handles.append(module.register_forward_hook(lambda m, a, out, r=record: r(out)))
-            else:
-                handles.append(module.register_forward_pre_hook(lambda m, a, r=record: r(a[0])))
-        return handles
+        last = max(groups, key=execution_order)
+        return [self.adapter.hook_site(layer, site, self._recorder(cols, (layer, site) == last))
+                for (layer, site), cols in groups.items()]
 
     def _recorder(self, cols: list[tuple[int, int]], stop: bool):
         dest = [j for j, _ in cols]
         src = [c for _, c in cols]
 
         def record(x):
-            x = x[0] if isinstance(x, tuple) else x
             self.values[:, dest] = x[:, -1, src].float()
             if stop:
-                raise _StopForward
+                raise StopForward
 
         return record
 
@@ -188,15 +174,10 @@ class EarlyExitClassifier:
 
     def activations(self, images: list, questions: list[str]) -> np.ndarray:
         """(batch, n_neurons) exit-neuron values, rounded to the store's dtype as the search saw them."""
-        inputs = self.adapter.build_inputs(images, questions)
-        device, dtype = self.adapter.device, self.adapter.model.dtype
-        inputs = {k: v.to(device, dtype=dtype if v.is_floating_point() else None) for k, v in inputs.items()}
-        self._taps.values = torch.empty((len(questions), len(self.neurons)), device=device)
+        inputs = self.adapter.to_device(self.adapter.build_inputs(images, questions))
+        self._taps.values = torch.empty((len(questions), len(self.neurons)), device=self.adapter.device)
         with torch.inference_mode():
-            try:
-                self.adapter.model(**inputs, use_cache=False)
-            except _StopForward:
-                pass
+            self.adapter.forward(inputs)
         return self._taps.values.cpu().numpy().astype(self.activation_dtype)
 
     def question(self, text: str) -> str:

@@ -214,11 +214,13 @@ def export(
     db: DbOpt = None,
 ) -> None:
     """Write an early-exit artifact: only the weights up to the exit neuron, a manifest, the processor files."""
-    from .artifact import EarlyExitClassifier
+    import json
+
+    from .artifact import MANIFEST
     from .export import export as run_export
 
     path = run_export(run, out, neuron=neuron, ensemble=ensemble, db=db, verify=verify)
-    manifest = EarlyExitClassifier.load(path, device="cpu").manifest if verify else {}
+    manifest = json.loads((path / MANIFEST).read_text())  # export has just written and checked it
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     console.print(f"artifact [bold]{path}[/] ({size / 1e6:.1f} MB), exit layer {manifest.get('exit_layer', '?')}")
     if "early_exit_eval" in manifest.get("metrics", {}):

@@ -51,13 +51,13 @@ def ranked(table: pa.Table, class_name: str, k: int) -> list[dict]:
     return table.take(best).to_pylist()
 
 
-def read_neurons(group: zarr.Group, rows: list[dict]) -> np.ndarray:
-    """Activations (sample, len(rows)) of the named neurons, as float32."""
+def read_neurons(group: zarr.Group, keys: list[tuple[str, int, int]]) -> np.ndarray:
+    """Activations (sample, len(keys)) of the neurons named by (site, layer, index within the site), as float32."""
     layers = list(np.asarray(group["layer"][:]))
     sites = np.asarray(group["neuron_site"][:]).astype(object)
     offset = {s: int(np.flatnonzero(sites == s)[0]) for s in dict.fromkeys(sites)}
     acts = group["activations"]
-    cols = [acts[:, layers.index(r["layer"]), offset[r["site"]] + r["neuron"]] for r in rows]
+    cols = [acts[:, layers.index(layer), offset[site] + index] for site, layer, index in keys]
     return np.stack(cols, axis=1).astype(np.float32)
 
 
@@ -100,19 +100,23 @@ def _predict(z_by_class: dict[int, np.ndarray], n_classes: int) -> np.ndarray:
     return np.argmax(np.where(votes == votes.max(1, keepdims=True), best, -np.inf), axis=1)
 
 
-def choose(group: zarr.Group, table: pa.Table, k: int, probe: np.ndarray) -> list[Neuron]:
-    """The top-k neurons of every class (binary: of the positive class), with their probe spread."""
+def with_scales(group: zarr.Group, picked: list[tuple[int, dict]], probe: np.ndarray):
+    """Neurons of (class, leaderboard row) pairs with their probe spread, and their activations (sample, neuron)."""
+    acts = read_neurons(group, [(r["site"], r["layer"], r["neuron"]) for _, r in picked])
+    scales = np.nanstd(acts[probe], axis=0)
+    return [Neuron.from_row(r, c, float(sd)) for (c, r), sd in zip(picked, scales, strict=True)], acts
+
+
+def choose(group: zarr.Group, table: pa.Table, k: int, probe: np.ndarray) -> tuple[list[Neuron], np.ndarray]:
+    """The top-k neurons of every class (binary: of the positive class) and their activations."""
     names = list(group.attrs["classes"])
     wanted = [1] if len(names) == 2 else list(range(len(names)))
-    rows = [(c, r) for c in wanted for r in ranked(table, names[c], k)]
-    acts = read_neurons(group, [r for _, r in rows])
-    scales = np.nanstd(acts[probe], axis=0)
-    return [Neuron.from_row(r, c, float(sd)) for (c, r), sd in zip(rows, scales)]
+    return with_scales(group, [(c, r) for c in wanted for r in ranked(table, names[c], k)], probe)
 
 
 def sn_predictions(group: zarr.Group, neurons: list[Neuron]) -> np.ndarray:
-    rows = [{"site": n.site, "layer": n.layer, "neuron": n.index} for n in neurons]
-    return vote_margins(read_neurons(group, rows), neurons, len(group.attrs["classes"]))
+    acts = read_neurons(group, [(n.site, n.layer, n.index) for n in neurons])
+    return vote_margins(acts, neurons, len(group.attrs["classes"]))
 
 
 def evaluate_run(path: str, table: pa.Table, ensemble_k: int = 5) -> list[dict]:
@@ -128,8 +132,8 @@ def evaluate_run(path: str, table: pa.Table, ensemble_k: int = 5) -> list[dict]:
     if (model_pred >= 0).all():
         methods["model"] = (model_pred, [])
     for method, k in (("sn", 1), ("sn_ensemble", ensemble_k)):
-        neurons = choose(group, table, k, probe)
-        methods[method] = (sn_predictions(group, neurons), neurons)
+        neurons, acts = choose(group, table, k, probe)
+        methods[method] = (vote_margins(acts, neurons, n_classes), neurons)
     rows = []
     for method, (pred, used) in methods.items():
         detail = json.dumps([{"site": n.site, "layer": n.layer, "neuron": n.index, "class": n.cls,

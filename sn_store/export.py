@@ -13,7 +13,7 @@ from . import leaderboard
 from .artifact import MANIFEST, EarlyExitClassifier, Staging, build, neuron_json, sha256, write_manifest
 from .datasets import Dataset, load_dataset, parse_spec
 from .errors import SnError
-from .evaluate import Neuron, choose, class_metrics, positive_index, read_neurons, sn_predictions
+from .evaluate import Neuron, choose, class_metrics, positive_index, sn_predictions, with_scales
 from .models import load_model
 from .workspace import subdir
 
@@ -28,7 +28,7 @@ def parse_neuron(text: str) -> tuple[str, int, int]:
 def pick(group: zarr.Group, table, neuron: str | None, ensemble: int, probe: np.ndarray) -> list[Neuron]:
     """The artifact's neurons: one named neuron, or the top-`ensemble` of each class (as the evaluations chose)."""
     if neuron is None:
-        return choose(group, table, ensemble, probe)
+        return choose(group, table, ensemble, probe)[0]
     classes = list(group.attrs["classes"])
     if len(classes) != 2:
         raise SnError("--neuron picks one binary classifier; for a multi-class run use --ensemble K")
@@ -38,8 +38,7 @@ def pick(group: zarr.Group, table, neuron: str | None, ensemble: int, probe: np.
         raise SnError(f"--neuron {neuron}: no such neuron in the run")
     if rows[0]["polarity"] == 0:
         raise SnError(f"--neuron {neuron}: this neuron has no classifier (NaN or inf values)")
-    scale = float(np.nanstd(read_neurons(group, rows[:1])[probe]))
-    return [Neuron.from_row(rows[0], 1, scale)]
+    return with_scales(group, [(1, rows[0])], probe)[0]
 
 
 def _eq(table, site, layer, index):

@@ -21,15 +21,10 @@ from . import store as zstore
 from .datasets import Dataset, DatasetSpec, load_dataset
 from .errors import SnError
 from .models import SITES, Adapter, config_hash, load_model
+from .models.base import StopForward, execution_order
 from .workspace import subdir
 
-# Order in which the sites of one decoder layer are computed: attention output, MLP, then the residual stream.
-SITE_ORDER = {"attn": 0, "mlp": 1, "resid": 2}
 FLOAT16_MAX = float(np.finfo(np.float16).max)
-
-
-class _StopForward(Exception):
-    """Raised by the last hook when nothing after it is needed."""
 
 
 def parse_layers(layers: str | list[int] | None, num_layers: int) -> list[int]:
@@ -79,12 +74,11 @@ class Capture:
 
     @contextmanager
     def hooks(self):
-        order = sorted(((layer, s) for layer in self.layers for s in self.sites),
-                       key=lambda p: (p[0], SITE_ORDER[p[1]]))
+        final = max(((layer, s) for layer in self.layers for s in self.sites), key=execution_order)
         handles = []
         for li, layer in enumerate(self.layers):
             for site in self.sites:
-                last = self.stop_early and (layer, site) == order[-1]
+                last = self.stop_early and (layer, site) == final
                 handles.append(self._register(li, layer, site, last))
         try:
             yield self
@@ -98,26 +92,18 @@ class Capture:
         def record(x: torch.Tensor) -> None:
             self.buffer[:, li, a : a + w] = x[:, -1, :]
             if last:
-                raise _StopForward
+                raise StopForward
 
-        module = self.adapter.site_module(layer, site)
-        if self.adapter.sites[site].read == "output":
-            return module.register_forward_hook(lambda m, args, out: record(out[0] if isinstance(out, tuple) else out))
-        return module.register_forward_pre_hook(lambda m, args: record(args[0]))
+        return self.adapter.hook_site(layer, site, record)
 
     def run(self, inputs: dict[str, torch.Tensor], verbalizer_ids: list[int] | None):
         """One forward pass; returns (activations, verbalizer logits or None) on the CPU."""
         batch = inputs["input_ids"].shape[0]
         width = sum(self.widths.values())
         self.buffer = torch.empty((batch, len(self.layers), width), dtype=torch.float32, device=self.adapter.device)
-        logits = None
-        try:
-            out = self.adapter.model(**inputs, use_cache=False, logits_to_keep=1)
-            if verbalizer_ids is not None:
-                logits = out.logits[:, -1, verbalizer_ids].float().cpu().numpy()
-        except _StopForward:
-            pass
-        return self.buffer.cpu().numpy(), logits
+        out = self.adapter.forward(inputs, logits_to_keep=1)
+        logits = None if out is None or verbalizer_ids is None else out.logits[:, -1, verbalizer_ids]
+        return self.buffer.cpu().numpy(), None if logits is None else logits.float().cpu().numpy()
 
 
 def fingerprint(meta: dict) -> str:
@@ -150,9 +136,7 @@ def _batches(ds: Dataset, chunks: list[tuple[int, int]], batch_size: int) -> Ite
 
 def _prepare(adapter: Adapter, ds: Dataset, a: int, b: int) -> dict[str, torch.Tensor]:
     samples = ds.samples[a:b]
-    inputs = adapter.build_inputs([s.load_image() for s in samples], [s.question for s in samples])
-    dtype = adapter.model.dtype
-    return {k: v.to(adapter.device, dtype=dtype if v.is_floating_point() else None) for k, v in inputs.items()}
+    return adapter.to_device(adapter.build_inputs([s.load_image() for s in samples], [s.question for s in samples]))
 
 
 def _to_store_dtype(acts: np.ndarray, dtype: str, ds: Dataset, a: int, layers: list[int]) -> np.ndarray:

@@ -11,6 +11,7 @@ import json
 import random
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -117,6 +118,27 @@ def _evaluation_rows(run_id: str, evaluations: list[dict]) -> list[list]:
     return rows
 
 
+@contextmanager
+def _transaction(db_path):
+    """A read-write connection inside one transaction: committed on success, rolled back on any error."""
+    con = connect(db_path)
+    try:
+        con.begin()
+        try:
+            yield con
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    finally:
+        con.close()
+
+
+def _insert_evaluations(con, rows: list[list]) -> None:
+    if rows:
+        con.executemany(f"INSERT INTO evaluations VALUES ({', '.join('?' * (len(EVALUATION_FIELDS) + 1))})", rows)
+
+
 def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = ()) -> str:
     """Store one run, all its neuron rows and its evaluations in one transaction; returns the run id."""
     missing = [c for c in NEURON_COLUMNS if c not in neurons.column_names]
@@ -127,10 +149,8 @@ def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (
     neuron_table = neurons.select(list(NEURON_COLUMNS))
     columns = ", ".join(f'"{c}"' for c in NEURON_COLUMNS)
 
-    con = connect(db_path)
     try:
-        con.begin()
-        try:
+        with _transaction(db_path) as con:
             con.execute(
                 f"INSERT INTO runs ({', '.join(RUN_FIELDS)}) VALUES ({', '.join('?' * len(RUN_FIELDS))})",
                 [row[name] for name in RUN_FIELDS],
@@ -139,18 +159,11 @@ def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (
             con.execute(f"INSERT INTO neurons (run_id, {columns}) SELECT ?, {columns} FROM _sn_new_neurons",
                         [row["run_id"]])  # fmt: skip
             con.unregister("_sn_new_neurons")
-            if eval_rows:
-                con.executemany("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", eval_rows)
-            con.commit()
-        except BaseException as exc:
-            con.rollback()
-            if isinstance(exc, duckdb.ConstraintException):
-                raise SnError(f"run id {row['run_id']!r} is already in the database") from exc
-            if isinstance(exc, duckdb.Error):
-                raise SnError(f"could not store run {row['run_id']!r}: {exc}") from exc
-            raise
-    finally:
-        con.close()
+            _insert_evaluations(con, eval_rows)
+    except duckdb.ConstraintException as exc:
+        raise SnError(f"run id {row['run_id']!r} is already in the database") from exc
+    except duckdb.Error as exc:
+        raise SnError(f"could not store run {row['run_id']!r}: {exc}") from exc
     return row["run_id"]
 
 
@@ -264,21 +277,11 @@ def add_artifact(db_path, artifact: dict, evaluations: list[dict] = ()) -> None:
     eval_rows = _evaluation_rows(artifact["run_id"], list(evaluations))
     fields = ("artifact_id", "run_id", "path", "neurons", "exit_layer", "created_at", "sha256")
     row = {**artifact, "created_at": artifact.get("created_at") or datetime.now(timezone.utc).replace(tzinfo=None)}
-    con = connect(db_path)
-    try:
-        con.begin()
-        try:
-            con.execute("DELETE FROM artifacts WHERE artifact_id = ?", [row["artifact_id"]])
-            con.execute(f"INSERT INTO artifacts ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
-                        [row[f] for f in fields])
-            if eval_rows:
-                con.executemany("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", eval_rows)
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
-    finally:
-        con.close()
+    with _transaction(db_path) as con:
+        con.execute("DELETE FROM artifacts WHERE artifact_id = ?", [row["artifact_id"]])
+        con.execute(f"INSERT INTO artifacts ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+                    [row[f] for f in fields])
+        _insert_evaluations(con, eval_rows)
 
 
 def find_run(db_path, store_fingerprint: str, mode: str, ensemble_k: int) -> str | None:

@@ -48,19 +48,23 @@ def measure_speedup(clf: EarlyExitClassifier, full, images: list, questions: lis
     import torch
 
     def generate():
-        inputs = full.build_inputs(images, questions)
-        inputs = {k: v.to(full.device, dtype=full.model.dtype if v.is_floating_point() else None)
-                  for k, v in inputs.items()}
+        inputs = full.to_device(full.build_inputs(images, questions))
         full.model.generate(**inputs, max_new_tokens=1, do_sample=False, pad_token_id=full.tokenizer.pad_token_id)
 
     def early():
         clf.predict_indices(images, questions, batch_size=len(questions))
 
+    def sync():
+        if torch.cuda.is_available():  # CUDA runs asynchronously: wait before reading the clock
+            torch.cuda.synchronize()
+
     def seconds(fn):
         fn()  # warm-up
+        sync()
         start = time.perf_counter()
         for _ in range(repeat):
             fn()
+        sync()
         return (time.perf_counter() - start) / repeat
 
     with torch.inference_mode():

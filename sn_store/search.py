@@ -82,11 +82,7 @@ def _compute(tasks: list, address: str | None, bar: tqdm) -> list[dict]:
 
 
 def load_inputs(path: str) -> tuple[StoreInputs, zarr.Group]:
-    group = zstore.open_group(path)
-    if group is None or "activations" not in group:
-        raise SnError(f"store {path}: no activation store there")
-    if not group.attrs.get("complete", False):
-        raise SnError(f"store {path}: extraction has not finished (run `sn extract` again to resume it)")
+    group = zstore.open_finished(path)
     split = np.asarray(group["split"][:]).astype(object)
     labels = np.asarray(group["label"][:]).astype(np.int64)
     probe = split == "probe"

@@ -115,11 +115,17 @@ def remove(path: str) -> None:
         fs.rm(root, recursive=True)
 
 
-def open_store(path: str, require_complete: bool = True) -> xr.Dataset:
-    """The store as an `xarray.Dataset` (lazy, dask-backed); refuses an unfinished store unless told otherwise."""
+def open_finished(path: str, require_complete: bool = True) -> zarr.Group:
+    """The store's group; refuses a path with no store, and an unfinished store unless told otherwise."""
     group = open_group(path)
     if group is None or "activations" not in group:
         raise SnError(f"store {path}: no activation store there")
     if require_complete and not group.attrs.get("complete", False):
         raise SnError(f"store {path}: extraction has not finished (run `sn extract` again to resume it)")
+    return group
+
+
+def open_store(path: str, require_complete: bool = True) -> xr.Dataset:
+    """The store as an `xarray.Dataset` (lazy, dask-backed); refuses an unfinished store unless told otherwise."""
+    open_finished(path, require_complete)
     return xr.open_zarr(path, consolidated=False)

@@ -42,3 +42,12 @@ def small_spec(name: str = "shapes-exist", n: int = 40, **update):
     spec = resolve_spec(name)
     fields = {"params": {**spec.params, "n": n}, "probe_size": n // 2, "eval_size": n - n // 2, **update}
     return spec.model_copy(update=fields)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

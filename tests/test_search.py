@@ -11,7 +11,7 @@ from sn_store.errors import SnError
 from sn_store.extract import extract
 from sn_store.search import fit_store as search
 from sn_store.search_kernel import fit_block
-from tests.conftest import adapter, small_spec
+from tests.conftest import adapter, free_port, small_spec
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +67,6 @@ def test_search_refuses_unfinished_store_and_bad_mode(stores, tmp_path):
     zarr.open_group(str(tmp_path / "s.zarr"), mode="r+").attrs["complete"] = False
     with pytest.raises(SnError, match="has not finished"):
         search(str(tmp_path / "s.zarr"))
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_distributed_search_equals_local(stores):

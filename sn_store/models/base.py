@@ -12,6 +12,16 @@ from PIL import Image
 from ..errors import SnError
 
 SITES = ("resid", "mlp", "attn")
+SITE_ORDER = {"attn": 0, "mlp": 1, "resid": 2}  # when each site is computed inside a decoder layer
+
+
+def execution_order(layer_site: tuple[int, str]) -> tuple[int, int]:
+    """Sort key of a (layer, site) pair: the order in which a forward pass reaches it."""
+    return layer_site[0], SITE_ORDER[layer_site[1]]
+
+
+class StopForward(Exception):
+    """Raised by a site hook when nothing after it is needed: `Adapter.forward` ends the pass there."""
 
 _REGISTRY: dict[str, type[Adapter]] = {}
 
@@ -81,6 +91,20 @@ class Adapter:
     def site_module(self, layer: int, site: str) -> torch.nn.Module:
         return self.layers[layer].get_submodule(self.sites[site].path)
 
+    def hook_site(self, layer: int, site: str, fn) -> torch.utils.hooks.RemovableHandle:
+        """Call `fn(x)` with the site's (batch, seq, width) tensor on every forward pass."""
+        module = self.site_module(layer, site)
+        if self.sites[site].read == "output":
+            return module.register_forward_hook(lambda m, args, out: fn(out[0] if isinstance(out, tuple) else out))
+        return module.register_forward_pre_hook(lambda m, args: fn(args[0]))
+
+    def forward(self, inputs: dict[str, torch.Tensor], **kwargs):
+        """The model's output, or None when a site hook raised `StopForward`."""
+        try:
+            return self.model(**inputs, use_cache=False, **kwargs)
+        except StopForward:
+            return None
+
     def site_width(self, site: str) -> int:
         if site == "resid":
             return self.model.config.get_text_config().hidden_size
@@ -102,6 +126,11 @@ class Adapter:
             images=self.images_arg(images), text=prompts, padding=True, return_tensors="pt", **self.processor_kwargs()
         )
         return dict(batch)
+
+    def to_device(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Inputs on the model's device, floating-point ones (pixels) in the model's dtype."""
+        device, dtype = self.device, self.model.dtype
+        return {k: v.to(device, dtype=dtype if v.is_floating_point() else None) for k, v in inputs.items()}
 
     def processor_kwargs(self) -> dict[str, Any]:
         return {}
