@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/sn demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -7,12 +7,16 @@ extraction's progress, a table of the top neurons, and a markdown summary.
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
-                               update_progress_artifact)
-from prefect.cache_policies import NONE
-
 from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NONE
 
 import sn_store
 from sn_store.artifact import EarlyExitClassifier
@@ -20,8 +24,15 @@ from sn_store.datasets import Dataset
 from sn_store.errors import SnError
 from sn_store.export import export
 from sn_store.leaderboard import set_speedup
-from sn_store.pipeline import (ProbeConfig, dataset_for, eval_samples, finished_search, store_for, summary_markdown,
-                               top_rows)
+from sn_store.pipeline import (
+    ProbeConfig,
+    dataset_for,
+    eval_samples,
+    finished_search,
+    store_for,
+    summary_markdown,
+    top_rows,
+)
 from sn_store.predict import measure_speedup
 from sn_store.workspace import subdir
 
@@ -32,7 +43,7 @@ def transient(task, task_run, state) -> bool:
         state.result()
     except SnError:
         return False
-    except Exception:  # noqa: BLE001 - anything else may be transient
+    except Exception:
         return True
     return True
 

@@ -4,11 +4,10 @@ changed since its last run; leave the rest alone. Its deployment runs on a cron 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from sn_store.flows.probe import probe
 
 from sn_store.pipeline import DEFAULT_MODEL, ProbeConfig
 from sn_store.registry import current_hash, needs_probe, registered_specs
-
-from sn_store.flows.probe import probe
 
 
 @flow(name="reprobe", log_prints=True)

@@ -6,11 +6,11 @@ The Python API mirrors the CLI: `sn_store.extract(...)`, `sn_store.open_store(pa
 
 __version__ = "0.1.0"
 
-from .errors import SnError  # noqa: E402
-from .datasets import load_dataset  # noqa: E402
-from .models import load_model  # noqa: E402
-from .store import open_store  # noqa: E402
-from .extract import extract  # noqa: E402  (binds the function over the submodule of the same name)
-from .search import search  # noqa: E402
+from .datasets import load_dataset
+from .errors import SnError
+from .extract import extract
+from .models import load_model
+from .search import search
+from .store import open_store
 
 __all__ = ["SnError", "__version__", "extract", "load_dataset", "load_model", "open_store", "search"]

@@ -217,7 +217,8 @@ def verify(path: Path) -> dict:
     except (OSError, ValueError) as exc:
         raise SnError(f"artifact {path}: unreadable {MANIFEST} ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "files" not in manifest:
-        raise SnError(f"artifact {path}: manifest format {manifest.get('format') if isinstance(manifest, dict) else '?'}"
+        found = manifest.get("format") if isinstance(manifest, dict) else "?"
+        raise SnError(f"artifact {path}: manifest format {found}"
                       f" is not {FORMAT} (made by another sn_store version, or not an sn_store artifact)")
     listed = manifest["files"]
     present = {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()} - {MANIFEST}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -34,17 +34,17 @@ DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="A dataset spec
 def extract(
     model: ModelOpt,
     dataset: DatasetOpt,
-    sites: Annotated[Optional[str], typer.Option(help="Comma-separated sites: resid, mlp, attn. Default: all.")] = None,
-    layers: Annotated[Optional[str], typer.Option(help="Decoder layers, e.g. '0,2,5-7'. Default: all.")] = None,
+    sites: Annotated[str | None, typer.Option(help="Comma-separated sites: resid, mlp, attn. Default: all.")] = None,
+    layers: Annotated[str | None, typer.Option(help="Decoder layers, e.g. '0,2,5-7'. Default: all.")] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 16,
-    store: Annotated[Optional[str], typer.Option(help="Store path or fsspec URL. Default: "
+    store: Annotated[str | None, typer.Option(help="Store path or fsspec URL. Default: "
                                                  "$SN_HOME/stores/<model>__<dataset>.zarr")] = None,
     dtype: Annotated[str, typer.Option(help="Stored activation dtype: float16 or float32.")] = "float16",
     baseline: Annotated[bool, typer.Option(help="Also record the base model's own answer (needs the full "
                                            "forward pass; --no-baseline stops after the deepest layer).")] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace a store made with other arguments.")] = False,
-    device: Annotated[Optional[str], typer.Option(help="torch device. Default: cuda if available, else cpu.")] = None,
-    model_dtype: Annotated[Optional[str], typer.Option(help="Weights dtype (float32, bfloat16, float16). Default: "
+    device: Annotated[str | None, typer.Option(help="torch device. Default: cuda if available, else cpu.")] = None,
+    model_dtype: Annotated[str | None, typer.Option(help="Weights dtype (float32, bfloat16, float16). Default: "
                                                        "bfloat16 on CUDA, float32 on CPU.")] = None,
 ) -> None:
     """Record the chosen sites of the chosen layers at the first generated token into a Zarr store.
@@ -60,8 +60,8 @@ def extract(
 
 @app.command()
 def demo(
-    model: Annotated[Optional[str], typer.Option(help="Model to probe. Default: the shipped trained tiny VLM.")] = None,
-    task: Annotated[Optional[list[str]], typer.Option(help="Task (dataset) to probe; repeat. Default: the whole "
+    model: Annotated[str | None, typer.Option(help="Model to probe. Default: the shipped trained tiny VLM.")] = None,
+    task: Annotated[list[str] | None, typer.Option(help="Task (dataset) to probe; repeat. Default: the whole "
                                                       "built-in suite.")] = None,
     db: DbOpt = None,
 ) -> None:
@@ -118,7 +118,7 @@ def _describe_store(path: str) -> None:
     console.print(table)
 
 
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="DuckDB file. Default: $SN_HOME/sn.duckdb.")]
+DbOpt = Annotated[str | None, typer.Option("--db", help="DuckDB file. Default: $SN_HOME/sn.duckdb.")]
 
 
 @app.command()
@@ -127,7 +127,7 @@ def search(
     mode: Annotated[str, typer.Option(help="exact: every cut between distinct probe values; grid: the paper's "
                                       "fixed thresholds over [-3, 3].")] = "exact",
     n_grid: Annotated[int, typer.Option(help="Grid points in grid mode.")] = 61,
-    dask_address: Annotated[Optional[str], typer.Option(envvar="SN_DASK_ADDRESS", help="A dask.distributed "
+    dask_address: Annotated[str | None, typer.Option(envvar="SN_DASK_ADDRESS", help="A dask.distributed "
                                                         "scheduler (tcp://host:port). Default: local threads.")] = None,
     ensemble_k: Annotated[int, typer.Option(help="Neurons (per class) in the majority-vote ensemble.")] = 5,
     db: DbOpt = None,
@@ -148,7 +148,7 @@ def search(
 
 @app.command()
 def top(
-    run: Annotated[Optional[str], typer.Option(help="Run id. Default: the latest run.")] = None,
+    run: Annotated[str | None, typer.Option(help="Run id. Default: the latest run.")] = None,
     k: Annotated[int, typer.Option(help="Neurons per class.")] = 20,
     db: DbOpt = None,
 ) -> None:
@@ -183,7 +183,7 @@ def sql(
 @app.command("export-neurons")
 def export_neurons(
     out: Annotated[str, typer.Option(help="Parquet file to write.")],
-    run: Annotated[Optional[str], typer.Option(help="Run id. Default: the latest run.")] = None,
+    run: Annotated[str | None, typer.Option(help="Run id. Default: the latest run.")] = None,
     db: DbOpt = None,
 ) -> None:
     """Write every neuron row of a run to a Parquet file (the run's metadata rides in the file's metadata)."""
@@ -204,9 +204,9 @@ def _print_table(table, title: str | None, out: Console | None = None) -> None:
 
 @app.command()
 def export(
-    out: Annotated[Optional[str], typer.Option(help="Artifact directory. Default: $SN_HOME/artifacts/<run>-...")] = None,
-    run: Annotated[Optional[str], typer.Option(help="Run id. Default: the latest run.")] = None,
-    neuron: Annotated[Optional[str], typer.Option(help="SITE:LAYER:INDEX of one neuron (binary runs). Default: the "
+    out: Annotated[str | None, typer.Option(help="Artifact directory. Default: $SN_HOME/artifacts/<run>-...")] = None,
+    run: Annotated[str | None, typer.Option(help="Run id. Default: the latest run.")] = None,
+    neuron: Annotated[str | None, typer.Option(help="SITE:LAYER:INDEX of one neuron (binary runs). Default: the "
                                                   "best by probe accuracy.")] = None,
     ensemble: Annotated[int, typer.Option(help="Top-K neurons (per class) voting together.")] = 1,
     verify: Annotated[bool, typer.Option(help="Run the artifact on the eval split and check it against the store "
@@ -232,11 +232,11 @@ def export(
 @app.command()
 def predict(
     artifact: Annotated[str, typer.Argument(help="Artifact directory written by `sn export`.")],
-    image: Annotated[Optional[list[str]], typer.Option(help="Image file (repeat for several).")] = None,
-    question: Annotated[Optional[list[str]], typer.Option(help="Question (one per image, or one for all).")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Evaluate on a dataset (spec file or name) instead.")] = None,
+    image: Annotated[list[str] | None, typer.Option(help="Image file (repeat for several).")] = None,
+    question: Annotated[list[str] | None, typer.Option(help="Question (one per image, or one for all).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Evaluate on a dataset (spec file or name) instead.")] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 16,
-    device: Annotated[Optional[str], typer.Option(help="torch device. Default: cuda if available.")] = None,
+    device: Annotated[str | None, typer.Option(help="torch device. Default: cuda if available.")] = None,
 ) -> None:
     """Answer questions about images with an early-exit artifact (or score it on a dataset)."""
     from .artifact import EarlyExitClassifier
@@ -256,14 +256,14 @@ def predict(
 def probe(
     model: Annotated[str, typer.Option("--model", "-m", help="Model to probe.")] = "sn-tiny-llava",
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to probe.")] = "shapes-exist",
-    sites: Annotated[Optional[str], typer.Option(help="Comma-separated sites. Default: all.")] = None,
-    layers: Annotated[Optional[str], typer.Option(help="Decoder layers, e.g. '0-3'. Default: all.")] = None,
+    sites: Annotated[str | None, typer.Option(help="Comma-separated sites. Default: all.")] = None,
+    layers: Annotated[str | None, typer.Option(help="Decoder layers, e.g. '0-3'. Default: all.")] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 16,
-    probe_size: Annotated[Optional[int], typer.Option(help="Override the spec's probe split size.")] = None,
-    eval_size: Annotated[Optional[int], typer.Option(help="Override the spec's eval split size.")] = None,
+    probe_size: Annotated[int | None, typer.Option(help="Override the spec's probe split size.")] = None,
+    eval_size: Annotated[int | None, typer.Option(help="Override the spec's eval split size.")] = None,
     mode: Annotated[str, typer.Option(help="Search mode: exact or grid.")] = "exact",
     ensemble_k: Annotated[int, typer.Option(help="Neurons per class in the ensemble.")] = 5,
-    dask_address: Annotated[Optional[str], typer.Option(envvar="SN_DASK_ADDRESS", help="dask scheduler.")] = None,
+    dask_address: Annotated[str | None, typer.Option(envvar="SN_DASK_ADDRESS", help="dask scheduler.")] = None,
     db: DbOpt = None,
 ) -> None:
     """The whole DAG through Prefect: extract -> search -> export -> evaluate (reuses finished stages)."""
@@ -286,7 +286,7 @@ def probe(
 
 @app.command()
 def serve(
-    cron: Annotated[Optional[str], typer.Option(help="Cron schedule of the reprobe deployment (default daily "
+    cron: Annotated[str | None, typer.Option(help="Cron schedule of the reprobe deployment (default daily "
                                                 "03:00, or $SN_REPROBE_CRON).")] = None,
 ) -> None:
     """Register and serve the probe, extract, search, export and reprobe deployments against $PREFECT_API_URL."""

@@ -98,7 +98,8 @@ def export(run: str | None = None, out: str | Path | None = None, *, neuron: str
         "activation_dtype": group.attrs.get("dtype", "float16"),
         "metrics": {"run": _json_safe(leaderboard.run_evaluations(db, run_id))},
     }}
-    out = Path(out) if out else subdir("artifacts") / f"{run_id}-{'-'.join(f'{n.site}{n.layer}.{n.index}' for n in neurons[:3])}"
+    slug = "-".join(f"{n.site}{n.layer}.{n.index}" for n in neurons[:3])
+    out = Path(out) if out else subdir("artifacts") / f"{run_id}-{slug}"
     with Staging(out) as tmp:
         build(adapter, neurons, tmp, manifest)
         evaluations = []

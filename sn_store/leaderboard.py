@@ -12,7 +12,7 @@ import random
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -93,7 +93,7 @@ def _run_row(run: dict) -> dict:
         raise SnError(f"unknown run field(s) {sorted(unknown)}; known: {', '.join(RUN_FIELDS)}")
     row = {name: run.get(name) for name in RUN_FIELDS}
     row["run_id"] = str(row["run_id"] or uuid.uuid4().hex[:12])
-    row["created_at"] = row["created_at"] or datetime.now(timezone.utc).replace(tzinfo=None)
+    row["created_at"] = row["created_at"] or datetime.now(UTC).replace(tzinfo=None)
     if row["classes"] is not None:
         row["classes"] = [str(c) for c in row["classes"]]
     if row["sn_store_version"] is None:
@@ -276,7 +276,7 @@ def add_artifact(db_path, artifact: dict, evaluations: list[dict] = ()) -> None:
     """Record an exported artifact and its evaluations (method `early_exit`) in one transaction."""
     eval_rows = _evaluation_rows(artifact["run_id"], list(evaluations))
     fields = ("artifact_id", "run_id", "path", "neurons", "exit_layer", "created_at", "sha256")
-    row = {**artifact, "created_at": artifact.get("created_at") or datetime.now(timezone.utc).replace(tzinfo=None)}
+    row = {**artifact, "created_at": artifact.get("created_at") or datetime.now(UTC).replace(tzinfo=None)}
     with _transaction(db_path) as con:
         con.execute("DELETE FROM artifacts WHERE artifact_id = ?", [row["artifact_id"]])
         con.execute(f"INSERT INTO artifacts ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",

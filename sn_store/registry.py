@@ -3,7 +3,7 @@ in the DuckDB `datasets` table, so that re-probing can tell new and changed data
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -26,7 +26,7 @@ def add_dataset(spec_file: str | Path, db: str | None = None) -> tuple[DatasetSp
     con = leaderboard.connect(db)
     try:
         con.execute("INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?)",
-                    [spec.name, target.read_text(), ds.content_hash, datetime.now(timezone.utc).replace(tzinfo=None)])
+                    [spec.name, target.read_text(), ds.content_hash, datetime.now(UTC).replace(tzinfo=None)])
     finally:
         con.close()
     return spec, ds.content_hash

@@ -34,8 +34,8 @@ def run(request, tmp_path_factory):
 
 def stored_prediction(x, site, layer, index, polarity, threshold):
     """The binary SN classifier applied to the stored (float16) activation, written out as a plain loop."""
-    col = [j for j, (s, i) in enumerate(zip(x["neuron_site"].values.astype(object), x["neuron_index"].values))
-           if s == site and i == index][0]
+    col = next(j for j, (s, i) in enumerate(zip(x["neuron_site"].values.astype(object), x["neuron_index"].values))
+           if s == site and i == index)
     values = x["activations"].values[:, list(x["layer"].values).index(layer), col]
     return np.array([int(polarity * (float(v) - threshold) > 0) for v in values])
 

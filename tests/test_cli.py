@@ -28,7 +28,7 @@ def run(tmp_path_factory):
 
 
 def test_search_prints_only_the_run_id_on_stdout(run):
-    run_id, db, _, stderr = run
+    run_id, _db, _, stderr = run
     assert len(run_id) == 12 and "\n" not in run_id
     assert "sn_ensemble" in stderr  # the evaluation summary goes to stderr
 

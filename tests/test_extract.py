@@ -9,8 +9,8 @@ import torch
 import xarray as xr
 
 from sn_store.datasets import load_dataset
-from sn_store.extract import extract, parse_layers
 from sn_store.errors import SnError
+from sn_store.extract import extract, parse_layers
 from tests.conftest import adapter, small_spec
 
 
@@ -96,7 +96,7 @@ def test_multiclass_and_float32_store(tmp_path):
     ad = adapter("tiny-qwen2-vl")
     ds = load_dataset(small_spec("shapes-color", n=16))
     store = extract(ad, ds, store=str(tmp_path / "s.zarr"), dtype="float32", layers="0,3", progress=False)
-    x, ref_logits = assert_matches_reference(store, ad, ds)
+    x, _ref_logits = assert_matches_reference(store, ad, ds)
     assert x["activations"].dtype == np.float32
     assert x["model_logits"].shape == (16, 4)
     assert list(x["class"].values.astype(object)) == ["red", "green", "blue", "yellow"]

@@ -58,7 +58,8 @@ def test_schema_is_idempotent_and_complete(tmp_path):
     for _ in range(2):  # applying schema and views again keeps the data
         lb.connect(db).close()
     con = lb.connect(db, read_only=True)
-    tables = {r[0]: r[1] for r in con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall()}
+    rows = con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall()
+    tables = dict(rows)
     assert con.execute("SELECT count(*) FROM neurons WHERE run_id = ?", [run_id]).fetchone()[0] == 4
     con.close()
     assert tables == {"runs": "BASE TABLE", "neurons": "BASE TABLE", "evaluations": "BASE TABLE",
@@ -247,9 +248,9 @@ def test_lock_is_waited_for_then_times_out(tmp_path):
     lb.connect(db).close()
     holder = subprocess.Popen(
         [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('locked', flush=True); "
-                               "time.sleep(1.5); c.close()"],  # fmt: skip
+                               "time.sleep(1.5); c.close()"],
         stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(SnError, match="locked by another process"):
@@ -290,7 +291,7 @@ def test_four_processes_write_at_once(tmp_path):
     db, go, n = tmp_path / "sn.duckdb", tmp_path / "go", 20_000
     procs = [
         subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(i), str(go), str(n)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(4)
     ]
     deadline = time.monotonic() + 120

@@ -60,9 +60,9 @@ def test_search_equals_the_kernel_on_the_whole_store(stores, kind, mode):
 def test_search_refuses_unfinished_store_and_bad_mode(stores, tmp_path):
     with pytest.raises(SnError, match="--mode"):
         search(stores["binary"], mode="fast")
-    import zarr
-
     import shutil
+
+    import zarr
     shutil.copytree(stores["binary"], tmp_path / "s.zarr")
     zarr.open_group(str(tmp_path / "s.zarr"), mode="r+").attrs["complete"] = False
     with pytest.raises(SnError, match="has not finished"):

@@ -66,7 +66,7 @@ def bf_auroc(scores, truth):
 def bf_metrics(values, truth, s, t):
     n = len(values)
     if n == 0:
-        return {m: math.nan for m in METRICS}
+        return dict.fromkeys(METRICS, math.nan)
     tp, fp, tn, fn = bf_counts(bf_predict(values, s, t), truth)
     f1 = 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
     den = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
@@ -85,7 +85,7 @@ def bf_candidates(values, mode, n_grid):
     if mode == "grid":
         grid = np.linspace(-3, 3, n_grid).astype(np.float32)
         return [(s, g) for s in (1, -1) for g in grid]
-    distinct = sorted(set(float(v) for v in values))
+    distinct = sorted({float(v) for v in values})
     out = []
     for s in (1, -1):
         out.append((s, np.float32(-np.inf)))
@@ -113,7 +113,7 @@ def bf_fit_neuron(values, truth, mode="exact", n_grid=61):
 
 def brute_fit_block(acts, y, probe, model_pred, n_classes, mode="exact", n_grid=61):
     """Dict of rows in the kernel's column layout, computed neuron by neuron, sample by sample."""
-    n, m = acts.shape
+    _n, m = acts.shape
     ev = ~probe
     classes = [1] if n_classes == 2 else list(range(n_classes))
     rows = {c: [] for c in COLUMNS}
@@ -317,7 +317,7 @@ def test_float16_adjacent_values():
     # neighbouring representable float16 values: the midpoint (float32) must lie strictly between them
     base = np.array([1.0, -1.0, 0.0, 2048.0, 6.0e-8, 65472.0], dtype=np.float16)
     nxt = np.nextafter(base, np.float16(np.inf))
-    n, m = 40, len(base)
+    n, _m = 40, len(base)
     y = np.arange(n) % 2
     acts = np.where(y[:, None] == 1, nxt[None, :], base[None, :]).astype(np.float16)
     acts[-6:] = base  # eval
@@ -401,7 +401,7 @@ def test_brute_force_metrics_match_sklearn():
     if skm is None:
         pytest.skip("scikit-learn not installed")
     rng = np.random.default_rng(9)
-    for trial in range(30):
+    for _trial in range(30):
         n = int(rng.integers(2, 30))
         truth = rng.random(n) < rng.random()
         vals = rng.integers(-3, 3, n).astype(np.float64)

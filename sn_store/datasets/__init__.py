@@ -5,5 +5,15 @@ from .formats import READERS
 from .spec import DatasetSpec, load_spec_file, parse_spec
 from .synthetic import TASKS
 
-__all__ = ["Dataset", "DatasetSpec", "READERS", "Sample", "TASKS", "builtin_specs", "load_dataset",
-           "load_spec_file", "parse_spec", "resolve_spec"]
+__all__ = [
+           "READERS",
+           "TASKS",
+           "Dataset",
+           "DatasetSpec",
+           "Sample",
+           "builtin_specs",
+           "load_dataset",
+           "load_spec_file",
+           "parse_spec",
+           "resolve_spec",
+]

@@ -4,4 +4,4 @@ from . import idefics3, llava, qwen2_vl  # noqa: F401  (registers the families)
 from .base import SITES, Adapter, adapter_class, registered
 from .loading import config_hash, load_model, resolve_model
 
-__all__ = ["SITES", "Adapter", "adapter_class", "config_hash", "registered", "load_model", "resolve_model"]
+__all__ = ["SITES", "Adapter", "adapter_class", "config_hash", "load_model", "registered", "resolve_model"]

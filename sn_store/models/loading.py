@@ -15,7 +15,6 @@ from ..errors import SnError
 from ..workspace import subdir
 from .base import Adapter, adapter_class, registered
 
-
 # Trained models that ship inside the package (folders of sn_store/models/shipped/), by built-in name.
 SHIPPED = {"sn-tiny-llava": "sn-tiny-llava"}
 

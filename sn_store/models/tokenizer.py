@@ -6,12 +6,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 # Words the synthetic suite and the chat templates use, so that they tokenize into few pieces.
-_WORDS = """
-yes no is there a an the in image picture of what colour color shape square circle triangle star
-red green blue yellow purple orange white black gray how many shapes are left right above below
-of to answer question using single word or phrase with one two three four five six zero letter
-option options A B C D user assistant system USER ASSISTANT User Assistant which side object
-""".split()
+_WORDS = ["yes", "no", "is", "there", "a", "an", "the", "in", "image", "picture", "of", "what", "colour", "color", "shape", "square", "circle", "triangle", "star", "red", "green", "blue", "yellow", "purple", "orange", "white", "black", "gray", "how", "many", "shapes", "are", "left", "right", "above", "below", "of", "to", "answer", "question", "using", "single", "word", "or", "phrase", "with", "one", "two", "three", "four", "five", "six", "zero", "letter", "option", "options", "A", "B", "C", "D", "user", "assistant", "system", "USER", "ASSISTANT", "User", "Assistant", "which", "side", "object"]
 
 
 def _corpus(repeat: int = 20) -> list[str]:

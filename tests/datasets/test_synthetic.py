@@ -79,10 +79,10 @@ def test_same_arguments_same_pixels(name):
 def test_builtin_specs_are_balanced_with_disjoint_splits(name):
     ds = load_dataset(name)
     k = len(ds.spec.classes)
-    assert Counter(ds.labels.tolist()) == {c: 256 // k for c in range(k)}
+    assert Counter(ds.labels.tolist()) == dict.fromkeys(range(k), 256 // k)
     for split in ("probe", "eval"):
         labels = [s.label for s, sp in zip(ds.samples, ds.split) if sp == split]
-        assert Counter(labels) == {c: 128 // k for c in range(k)}
+        assert Counter(labels) == dict.fromkeys(range(k), 128 // k)
     assert len({s.id for s in ds.samples}) == 256
     assert all(s.question.endswith("\n" + ds.spec.task_suffix) for s in ds.samples)
 

@@ -7,8 +7,8 @@ import xarray as xr
 
 
 def test_extract_flow_writes_the_store(prefect_server, tmp_path):
-    from sn_store.flows.extract import extract_flow
     from prefect.client.orchestration import get_client
+    from sn_store.flows.extract import extract_flow
 
     from sn_store.extract import extract
 

@@ -72,7 +72,6 @@ def test_failure_in_search_then_rerun_does_not_re_extract(prefect_server, tmp_pa
 
 def test_deployments_register_with_schedules_and_parameter_schemas(prefect_server):
     from prefect.client.orchestration import get_client
-
     from sn_store.flows.serve import deployments
 
     built = deployments(cron="*/30 * * * *")  # outside the event loop: to_deployment is sync-compatible

@@ -16,6 +16,7 @@ def write_spec(folder, name, task, seed=0):
 
 def test_reprobe_probes_exactly_the_new_and_the_changed(prefect_server, tmp_path, monkeypatch):
     from sn_store.flows.reprobe import reprobe
+
     from sn_store.registry import add_dataset
 
     monkeypatch.setenv("SN_HOME", str(tmp_path / "home"))  # a registry of our own

@@ -29,7 +29,7 @@ def wait_for(check, timeout: float, what: str, procs=()):
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             pass
         time.sleep(1)
     raise TimeoutError(f"timed out waiting for {what}")
@@ -88,7 +88,7 @@ async def run_probe_deployment(api, procs):
             try:
                 deployment = await client.read_deployment_by_name("probe/probe")
                 break
-            except Exception:  # noqa: BLE001
+            except Exception:
                 if time.time() > deadline:
                     raise
                 await asyncio.sleep(1)
