@@ -18,8 +18,6 @@ from sn_store.datasets import load_dataset, load_spec_file, parse_spec
 from sn_store.datasets.vlmevalkit import MCQ_SUFFIX, YESNO_SUFFIX, import_spec
 from sn_store.errors import SnError
 
-from .fixtures import LETTERS
-
 
 def pixels(data: bytes):
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).tolist()
