@@ -83,3 +83,17 @@ def test_sn_probe_cli_on_a_local_copy(bench, tmp_path, prefect_server):
     assert [r["dataset"] for r in runs] == ["pope-random"]
     assert runs[0]["dataset_hash"] == load_dataset(
         resolve_spec("pope-random", str(bench.pope)).model_copy(update={"probe_size": 6, "eval_size": 6})).content_hash
+
+
+def test_sn_extract_cli_takes_source(bench, tmp_path):
+    from typer.testing import CliRunner
+
+    from sn_store.cli import app
+
+    store = tmp_path / "cli.zarr"
+    out = CliRunner().invoke(app, ["extract", "--model", "tiny-llava", "--dataset", "pope-adversarial", "--source",
+                                   str(bench.pope), "--layers", "0", "--sites", "resid", "--store", str(store)])
+    assert out.exit_code == 0, out.output
+    meta = zarr.open_group(str(store), mode="r").attrs["dataset"]
+    assert meta["spec"]["source"] == str(bench.pope)
+    assert meta["content_hash"] == load_dataset("pope-adversarial", source=str(bench.pope)).content_hash

@@ -124,3 +124,15 @@ def test_probe_split_needs_a_format_with_splits(tmp_path, rows):
     with pytest.raises(SnError, match=r"give both probe_split and eval_split"):
         parse_spec({"name": "x", "format": "pope", "source": "s", "classes": ["a", "b"], "probe_split": "a"}, "x")
     assert np.array_equal(*[load_dataset(load_spec_file(jsonl_spec(tmp_path, rows))).labels for _ in range(2)])
+
+
+def test_image_field_may_name_a_list_column(tmp_path, rows):
+    multi = [{**r, "image": [r["image"], rows[(i + 1) % len(rows)]["image"]]} for i, r in enumerate(rows)]
+    ds = load_dataset(load_spec_file(jsonl_spec(tmp_path, multi)))
+    s = ds.samples[0]
+    images = s.load_images()
+    assert [np.asarray(im).tolist() for im in images] == [
+        np.asarray(Image.open(p).convert("RGB")).tolist() for p in s.image]
+    assert s.image[1] == tmp_path / multi[int(s.id[1:])]["image"][1]
+    with pytest.raises(SnError, match=rf"sample {s.id}: has 2 images"):
+        s.load_image()
