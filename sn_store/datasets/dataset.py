@@ -100,7 +100,8 @@ def with_source(spec: DatasetSpec, source: str) -> DatasetSpec:
 
 # --- rows to samples ---------------------------------------------------------------------------------------------
 def _field(row: dict, field: str, sample_id: str) -> Any:
-    if field not in row or row[field] is None or str(row[field]).strip() == "":
+    value = row.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise SnError(f"sample {sample_id}: missing field {field!r}")
     return row[field]
 

@@ -42,10 +42,12 @@ def _local_rows(spec: DatasetSpec, root: Path, params: SplitParams) -> Rows:
     if not shards:
         raise MissingSplit(f"dataset {spec.name}: no parquet shards of {_where(params)} under {root} (looked for "
                            f"[{params.config + '/' if params.config else ''}data/]{params.split}-*.parquet)")
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pa.concat_tables([pq.read_table(f) for f in shards], promote_options="default").to_pylist()
+    rows = []
+    for shard in shards:  # one shard's table at a time beside the rows: the images are held once, not twice
+        rows += pq.read_table(shard).to_pylist()
+    return rows
 
 
 def find_shards(root: Path, config: str | None, split: str) -> list[Path]:
