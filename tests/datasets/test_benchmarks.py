@@ -164,3 +164,13 @@ def test_instaorder_unknown_annotation_names_the_record(bench, tmp_path):
                                                                "probe_size": 4, "eval_size": 4})
     with pytest.raises(SnError, match=r"record 2 .*annotation ids \[999\]"):
         load_dataset(spec, source=str(tmp_path / "io"))
+
+
+def test_missing_release_image_names_the_sample(bench, tmp_path):
+    import shutil
+
+    shutil.copytree(bench.clevr, tmp_path / "clevr")
+    (tmp_path / "clevr" / "images" / "val" / "CLEVR_val_000002.png").unlink()
+    spec = resolve_spec("clevr-yesno").model_copy(update={"probe_size": 100, "eval_size": 100})
+    with pytest.raises(SnError, match=r"sample val-\d+: image file .*CLEVR_val_000002.png not found"):
+        load_dataset(spec, source=str(tmp_path / "clevr"))
