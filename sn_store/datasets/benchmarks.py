@@ -13,7 +13,7 @@ from typing import Literal
 
 from ..errors import SnError
 from .formats import ALLOWED, SKIP, MissingSplit, Rows, SplitParams, reader
-from .hub import hub_rows
+from .hub import hub_rows, split_name
 from .images import Marked
 from .spec import DatasetSpec
 
@@ -36,7 +36,7 @@ def hub_format(name: str):
                 try:
                     out.append(convert(row, i, params))
                 except KeyError as exc:
-                    raise SnError(f"dataset {spec.name}: row {i} of {_where(params)}: missing column "
+                    raise SnError(f"dataset {spec.name}: row {i} of {split_name(params)}: missing column "
                                   f"{exc.args[0]!r} (has {sorted(row)})") from None
             return out
 
@@ -45,10 +45,6 @@ def hub_format(name: str):
         return convert
 
     return deco
-
-
-def _where(params: SplitParams) -> str:
-    return f"split {params.split}" + (f" ({params.config})" if params.config else "")
 
 
 @hub_format("pope")

@@ -31,7 +31,7 @@ def hub_rows(spec: DatasetSpec, params: SplitParams, source: str | None = None) 
     return _hub_rows(spec, source, params)
 
 
-def _where(params: SplitParams) -> str:
+def split_name(params: SplitParams) -> str:
     return f"split {params.split!r}" + (f" of config {params.config!r}" if params.config else "")
 
 
@@ -40,8 +40,9 @@ def _local_rows(spec: DatasetSpec, root: Path, params: SplitParams) -> Rows:
         return _saved_rows(spec, root, params)
     shards = find_shards(root, params.config, params.split)
     if not shards:
-        raise MissingSplit(f"dataset {spec.name}: no parquet shards of {_where(params)} under {root} (looked for "
-                           f"[{params.config + '/' if params.config else ''}data/]{params.split}-*.parquet)")
+        folder = f"{params.config}/ or data/" if params.config else "data/"
+        raise MissingSplit(f"dataset {spec.name}: no parquet shards of {split_name(params)} under {root} "
+                           f"(looked for {params.split}-*.parquet in {folder} or the folder itself)")
     import pyarrow.parquet as pq
 
     rows = []
@@ -95,7 +96,8 @@ def _hub_rows(spec: DatasetSpec, source: str, params: SplitParams) -> Rows:
             raise SnError(_unreachable(spec, source, params, exc)) from None
     except ValueError as exc:
         if "split" in str(exc).lower():
-            raise MissingSplit(f"dataset {spec.name}: {source} has no {_where(params)} ({_first_line(exc)})") from None
+            raise MissingSplit(f"dataset {spec.name}: {source} has no {split_name(params)} "
+                               f"({_first_line(exc)})") from None
         raise SnError(_unreachable(spec, source, params, exc)) from None
     except Exception as exc:  # offline, no such repo, a network error: all say how to use a local copy
         raise SnError(_unreachable(spec, source, params, exc)) from None
@@ -114,5 +116,5 @@ def _first_line(exc: Exception) -> str:
 
 
 def _unreachable(spec: DatasetSpec, source: str, params: SplitParams, exc: Exception) -> str:
-    return (f"dataset {spec.name}: cannot load {source} ({_where(params)}) from the Hugging Face hub "
+    return (f"dataset {spec.name}: cannot load {source} ({split_name(params)}) from the Hugging Face hub "
             f"({type(exc).__name__}: {_first_line(exc)}); offline or without access, {LOCAL_COPY}")

@@ -101,7 +101,7 @@ def test_missing_column_names_the_row_and_column(bench, tmp_path):
 
     rows = [{k: v for k, v in r.items() if k != "category"} for r in pope_rows("random", 6)]
     write_shard(tmp_path / "POPE" / "Full" / "random-00000-of-00001.parquet", rows)
-    with pytest.raises(SnError, match=r"pope-random: row 0 of split random \(Full\): missing column 'category'"):
+    with pytest.raises(SnError, match=r"row 0 of split 'random' of config 'Full': missing column 'category'"):
         load_dataset("pope-random", source=str(tmp_path / "POPE"))
     with pytest.raises(SnError, match=r"no parquet shards of split 'popular' of config 'Full'"):
         load_dataset("pope-popular", source=str(tmp_path / "POPE"))
