@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from . import leaderboard
-from .datasets import builtin_specs
+from .datasets import suite_specs
 from .pipeline import DEFAULT_MODEL, ProbeConfig
 
 
@@ -27,10 +27,10 @@ def describe_neurons(detail: str | None) -> str:
 
 
 def run_demo(model: str = DEFAULT_MODEL, tasks: list[str] | None = None, db: str | None = None) -> list[dict]:
-    """Probe every task (default: every built-in spec) through the Prefect flow; returns the summary rows."""
+    """Probe every task (default: the synthetic suite) through the Prefect flow; returns the summary rows."""
     from .flows.probe import probe
 
     run_ids = [probe(ProbeConfig(model=model, dataset=task, db=db))["run_id"]
-               for task in (tasks or sorted(builtin_specs()))]
+               for task in (tasks or sorted(suite_specs()))]
     rows = leaderboard.query(db, summary_sql(run_ids)).to_pylist()
     return [dict(r, best_sn=describe_neurons(r["best_sn"])) for r in rows], run_ids

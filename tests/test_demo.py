@@ -10,7 +10,7 @@ import sys
 import duckdb
 import pytest
 
-from sn_store.datasets import builtin_specs
+from sn_store.datasets import suite_specs
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,7 @@ def test_demo_prints_the_suite_table_from_duckdb_and_reuses_it(tmp_path):
                           "speedup FROM probe_summary").fetchall()
     n_runs = con.execute("SELECT count(*) FROM runs").fetchall()[0][0]
     con.close()
-    assert {row[0] for row in summary} == set(builtin_specs())
+    assert {row[0] for row in summary} == set(suite_specs())
     printed = table_rows(out)
     for task, base, sn, ens, exit_acc, layer, speedup in summary:
         cells = " ".join(printed[task])

@@ -1,7 +1,7 @@
 """Dataset specs, format readers (a registry keyed by `format`), the synthetic suite, validated samples."""
 
 from . import benchmarks, vlmevalkit  # noqa: F401  (they register their formats)
-from .dataset import Dataset, Sample, builtin_specs, load_dataset, resolve_spec, with_source
+from .dataset import Dataset, Sample, builtin_specs, load_dataset, resolve_spec, suite_specs, with_source
 from .formats import READERS
 from .spec import DatasetSpec, load_spec_file, parse_spec
 from .synthetic import TASKS
@@ -17,5 +17,6 @@ __all__ = [
            "load_spec_file",
            "parse_spec",
            "resolve_spec",
+           "suite_specs",
            "with_source",
 ]

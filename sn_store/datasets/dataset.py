@@ -76,6 +76,11 @@ def builtin_specs() -> dict[str, Path]:
     return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
 
 
+def suite_specs() -> dict[str, Path]:
+    """The built-in specs that need no data (the synthetic suite of `sn demo`); the benchmarks need a source."""
+    return {name: path for name, path in builtin_specs().items() if load_spec_file(path).format == "synthetic"}
+
+
 def resolve_spec(name: str, source: str | None = None) -> DatasetSpec:
     """A spec by workspace-registered name (`sn datasets add pope --source ...` shadows the built-in `pope`),
     built-in name, or file path; `source` points it at another copy of the data (a local path, taken relative to

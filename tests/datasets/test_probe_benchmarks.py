@@ -70,15 +70,16 @@ def check_options(group, ds, db, run):
 
 
 def test_sn_probe_cli_on_a_local_copy(bench, tmp_path, prefect_server):
-    from typer.testing import CliRunner
+    """The command line parsed by the real `sn` command, in this process (not CliRunner: Prefect's log handlers
+    would keep its streams, closed after the call, and later flows in the session would fail to log)."""
+    import typer
 
     from sn_store.cli import app
 
     db = str(tmp_path / "sn.duckdb")
-    out = CliRunner().invoke(app, ["probe", "--model", "tiny-llava", "--dataset", "pope-random", "--source",
-                                   str(bench.pope), "--layers", "0-1", "--probe-size", "6", "--eval-size", "6",
-                                   "--batch-size", "8", "--ensemble-k", "2", "--db", db])
-    assert out.exit_code == 0, out.output
+    typer.main.get_command(app).main(["probe", "--model", "tiny-llava", "--dataset", "pope-random", "--source",
+                                      str(bench.pope), "--layers", "0-1", "--probe-size", "6", "--eval-size", "6",
+                                      "--batch-size", "8", "--ensemble-k", "2", "--db", db], standalone_mode=False)
     runs = leaderboard.query(db, "SELECT dataset, dataset_hash FROM runs").to_pylist()
     assert [r["dataset"] for r in runs] == ["pope-random"]
     assert runs[0]["dataset_hash"] == load_dataset(
