@@ -226,7 +226,7 @@ def _check_reading(sql: str) -> None:
         raise SnError(f"invalid SQL: {exc}") from exc
     for statement in statements:
         if not _reads(statement):
-            raise SnError(f"{statement.type.name} statements are refused: `sn sql` only reads (SELECT, WITH, "
+            raise SnError(f"{statement.type.name} statements are refused: `sn sql` is read-only (SELECT, WITH, "
                           f"DESCRIBE, SHOW, EXPLAIN SELECT); refused: {statement.query.strip()[:80]!r}")
 
 
