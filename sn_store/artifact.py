@@ -361,10 +361,14 @@ def staging(out: Path):
     except OSError as exc:
         raise SnError(f"--out {out}: cannot create its parent folder ({exc.strerror})") from None
     _remove_stale(out)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{STAGING}"))
-    lock = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+    while True:
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{STAGING}"))
+        lock = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits while another export's clean-up holds it
+        if os.fstat(lock).st_nlink:  # not taken for a dead export's folder between mkdtemp and the lock
+            break
+        os.close(lock)
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
         yield tmp
         check_destination(out)  # the export took a while: look again
         _put(tmp, out)

@@ -208,7 +208,8 @@ def _print_table(table, title: str | None, out: Console | None = None) -> None:
 
 @app.command()
 def export(
-    out: Annotated[str | None, typer.Option(help="Artifact directory. Default: $SN_HOME/artifacts/<run>-...")] = None,
+    out: Annotated[str | None, typer.Option(help="Artifact directory: new, empty, or an artifact to replace. "
+                                             "Default: $SN_HOME/artifacts/<run>-...")] = None,
     run: Annotated[str | None, typer.Option(help="Run id. Default: the latest run.")] = None,
     neuron: Annotated[str | None, typer.Option(help="SITE:LAYER:INDEX of one neuron (binary runs). Default: the "
                                                   "best by probe accuracy.")] = None,
@@ -217,7 +218,10 @@ def export(
                                          "(records method early_exit).")] = True,
     db: DbOpt = None,
 ) -> None:
-    """Write an early-exit artifact: only the weights up to the exit neuron, a manifest, the processor files."""
+    """Write an early-exit artifact: only the weights up to the exit neuron, a manifest, the processor files.
+
+    It is built beside --out and renamed into place; an existing --out that is a file, a link, the current folder
+    or a folder of anything but an artifact is refused, untouched."""
     from .export import export as run_export
     from .manifest import verify as verified_manifest
 
