@@ -123,5 +123,10 @@ def export(run: str | None = None, out: str | Path | None = None, *, neuron: str
 
 
 def _json_safe(rows: list[dict]) -> list[dict[str, Scalar]]:
-    """NaN is not JSON: metrics that are undefined become null."""
-    return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()} for r in rows]
+    """Rows as JSON scalars: undefined metrics (NaN) become null, values neither number nor string their text."""
+    def scalar(v):
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
+        return v if v is None or isinstance(v, (str, int, float)) else str(v)
+
+    return [{k: scalar(v) for k, v in r.items()} for r in rows]

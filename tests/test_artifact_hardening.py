@@ -88,13 +88,17 @@ def test_export_refuses_what_is_not_its_artifact_and_touches_nothing(run, tmp_pa
     assert sorted(p.name for p in home.iterdir()) == ["link", "notes.txt", "v"]  # no staging folder left either
 
 
-def test_sn_export_goes_through_the_same_check(run, tmp_path, monkeypatch):
+def test_sn_export_and_the_export_flow_go_through_the_same_check(run, tmp_path, monkeypatch):
+    from sn_store.flows.export import export_task
+
     from sn_store import cli
 
-    (tmp_path / "thesis.txt").write_text("four years")
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "thesis.txt").write_text("four years")
     monkeypatch.chdir(tmp_path)
     one_line_error(lambda: cli.export(out=".", run=run["run"], db=run["db"]), "current folder")
-    assert tree(tmp_path) == {"thesis.txt": b"four years"}
+    one_line_error(lambda: export_task.fn(run["run"], "v", None, 1, run["db"]), "not an sn_store artifact")
+    assert tree(tmp_path) == {"v/thesis.txt": b"four years"}
 
 
 def test_export_replaces_its_own_artifact_by_rename(run, tmp_path):
