@@ -149,9 +149,14 @@ class Manifest(_Strict):
         return [n.neuron() for n in self.neurons]
 
 
+def _field_error(e: dict) -> str:
+    msg = "unknown field" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+    field = ".".join(str(x) for x in e["loc"])
+    return f"{field}: {msg}" if field else msg  # checks across fields name their fields themselves
+
+
 def _field_errors(exc: ValidationError, limit: int = 3) -> str:
-    parts = [f"{'.'.join(str(x) for x in e['loc']) or 'manifest'}: "
-             f"{'unknown field' if e['type'] == 'extra_forbidden' else e['msg']}" for e in exc.errors()[:limit]]
+    parts = [_field_error(e) for e in exc.errors()[:limit]]
     more = len(exc.errors()) - limit
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
