@@ -28,6 +28,9 @@ ModelOpt = Annotated[str, typer.Option("--model", "-m", help="HF hub id, local m
                                        "random weights).")]
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="A dataset spec file (YAML) or a built-in or "
                                          "registered name (see `sn datasets list`).")]
+SourceOpt = Annotated[str | None, typer.Option("--source", help="Where the dataset's data is, instead of the spec's "
+                                               "source: a local copy (a folder in the hub's layout, a save_to_disk "
+                                               "folder, the original release's files) or a hub id.")]
 
 
 @app.command()
@@ -46,15 +49,17 @@ def extract(
     device: Annotated[str | None, typer.Option(help="torch device. Default: cuda if available, else cpu.")] = None,
     model_dtype: Annotated[str | None, typer.Option(help="Weights dtype (float32, bfloat16, float16). Default: "
                                                        "bfloat16 on CUDA, float32 on CPU.")] = None,
+    source: SourceOpt = None,
 ) -> None:
     """Record the chosen sites of the chosen layers at the first generated token into a Zarr store.
 
     A run that was cut short resumes from its last complete chunk when started again with the same arguments.
     """
+    from .datasets import resolve_spec
     from .extract import extract as run
 
-    path = run(model, dataset, store=store, sites=sites, layers=layers, batch_size=batch_size, baseline=baseline,
-               dtype=dtype, overwrite=overwrite, device=device, model_dtype=model_dtype)
+    path = run(model, resolve_spec(dataset, source), store=store, sites=sites, layers=layers, batch_size=batch_size,
+               baseline=baseline, dtype=dtype, overwrite=overwrite, device=device, model_dtype=model_dtype)
     _describe_store(path)
 
 
@@ -280,6 +285,7 @@ def probe(
     ensemble_k: Annotated[int, typer.Option(help="Neurons per class in the ensemble.")] = 5,
     dask_address: Annotated[str | None, typer.Option(envvar="SN_DASK_ADDRESS", help="dask scheduler.")] = None,
     db: DbOpt = None,
+    source: SourceOpt = None,
 ) -> None:
     """The whole DAG through Prefect: extract -> search -> export -> evaluate (reuses finished stages)."""
     from pydantic import ValidationError
@@ -289,7 +295,7 @@ def probe(
     try:
         config = ProbeConfig(model=model, dataset=dataset, sites=sites.split(",") if sites else list(SITES_ALL),
                              layers=layers, batch_size=batch_size, probe_size=probe_size, eval_size=eval_size,
-                             mode=mode, ensemble_k=ensemble_k, dask_address=dask_address, db=db)
+                             mode=mode, ensemble_k=ensemble_k, dask_address=dask_address, db=db, source=source)
     except ValidationError as exc:
         raise SnError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
     from .flows.probe import probe as probe_flow
@@ -326,14 +332,28 @@ def datasets_list() -> None:
 
 @datasets_app.command("add")
 def datasets_add(
-    spec: Annotated[str, typer.Argument(help="A dataset spec file (YAML).")],
+    spec: Annotated[str, typer.Argument(help="A dataset spec file (YAML), or a built-in name with --source.")],
     db: DbOpt = None,
+    source: SourceOpt = None,
 ) -> None:
     """Register a dataset spec in the workspace (re-adding a name replaces it); `reprobe` probes it."""
     from .registry import add_dataset
 
-    added, content_hash = add_dataset(spec, db)
+    added, content_hash = add_dataset(spec, db, source)
     console.print(f"registered [bold]{added.name}[/] (content hash {content_hash})")
+
+
+@datasets_app.command("import")
+def datasets_import(
+    tsv: Annotated[str, typer.Argument(help="A VLMEvalKit benchmark TSV (e.g. $LMUData/POPE.tsv).")],
+    name: Annotated[str | None, typer.Option(help="Dataset name. Default: the file's name.")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Write a spec for a VLMEvalKit TSV (yes/no or multiple choice, told from its columns) and register it."""
+    from .datasets.vlmevalkit import import_tsv
+
+    path = import_tsv(tsv, name, db)
+    print(path)
 
 
 def main() -> None:

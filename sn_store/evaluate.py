@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import zarr
 
+from .datasets.options import read_class_mask
 from .search_kernel import confusion_metrics, decision_function
 
 SPLITS = ("probe", "eval")
@@ -78,15 +79,17 @@ class Neuron:
         return cls(row["site"], row["layer"], row["neuron"], cls_index, row["polarity"], row["threshold"], scale)
 
 
-def vote_margins(acts: np.ndarray, neurons: list[Neuron], n_classes: int) -> np.ndarray:
-    """Class predictions of a set of neurons from their activations (sample, neuron): majority vote, see `_predict`."""
+def vote_margins(acts: np.ndarray, neurons: list[Neuron], n_classes: int, allowed: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """Class predictions of a set of neurons from their activations (sample, neuron): majority vote, see `_predict`;
+    `allowed` (sample, class) restricts each vote to the options its question has."""
     z = decision_function(acts, [n.polarity for n in neurons], [n.threshold for n in neurons])
     z = z / np.asarray([n.scale if n.scale > 0 else 1.0 for n in neurons], dtype=np.float32)
     by_class = {c: z[:, [j for j, n in enumerate(neurons) if n.cls == c]] for c in {n.cls for n in neurons}}
-    return _predict(by_class, n_classes)
+    return _predict(by_class, n_classes, allowed)
 
 
-def _predict(z_by_class: dict[int, np.ndarray], n_classes: int) -> np.ndarray:
+def _predict(z_by_class: dict[int, np.ndarray], n_classes: int, allowed: np.ndarray | None = None) -> np.ndarray:
     """Majority vote of one-vs-rest neurons: each class counts its neurons that fire; ties go to the class with
     the strongest margin. For two classes (rows of the positive class only) this is a plain majority vote."""
     if n_classes == 2:
@@ -97,6 +100,8 @@ def _predict(z_by_class: dict[int, np.ndarray], n_classes: int) -> np.ndarray:
         return np.where(tie, strongest > 0, 2 * votes > z.shape[1]).astype(np.int64)
     votes = np.stack([(z_by_class[k] > 0).sum(1) for k in range(n_classes)], axis=1)
     best = np.stack([np.nanmax(np.nan_to_num(z_by_class[k], nan=-np.inf), 1) for k in range(n_classes)], axis=1)
+    if allowed is not None:  # options a question does not have get no votes
+        votes, best = np.where(allowed, votes, -1), np.where(allowed, best, -np.inf)
     return np.argmax(np.where(votes == votes.max(1, keepdims=True), best, -np.inf), axis=1)
 
 
@@ -133,7 +138,7 @@ def evaluate_run(path: str, table: pa.Table, ensemble_k: int = 5) -> list[dict]:
         methods["model"] = (model_pred, [])
     for method, k in (("sn", 1), ("sn_ensemble", ensemble_k)):
         neurons, acts = choose(group, table, k, probe)
-        methods[method] = (vote_margins(acts, neurons, n_classes), neurons)
+        methods[method] = (vote_margins(acts, neurons, n_classes, read_class_mask(group)), neurons)
     rows = []
     for method, (pred, used) in methods.items():
         detail = json.dumps([{"site": n.site, "layer": n.layer, "neuron": n.index, "class": n.cls,

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from . import store as zstore
 from .datasets import Dataset, DatasetSpec, load_dataset
+from .datasets.options import allowed_argmax, write_class_mask
 from .errors import SnError
 from .models import SITES, Adapter, config_hash, load_model
 from .models.base import StopForward, execution_order
@@ -180,7 +181,7 @@ def extract(model: str | Adapter, dataset: str | DatasetSpec | Dataset, *, store
     )
     meta = adapter_provenance(adapter) | {
         "dataset": {"name": spec.name, "content_hash": ds.content_hash, "spec": spec.public_dict(),
-                    "base_dir": str(Path(spec.base_dir).resolve())},
+                    "base_dir": str(Path(spec.base_dir).resolve()), "skipped": ds.skipped},
         "sites": sites, "layers": layers, "dtype": dtype, "baseline": baseline,
         "verbalizers": spec.class_verbalizers, "verbalizer_ids": verbalizer_ids,
         "chunks": [chunk_samples, chunk_neurons], "classes": list(spec.classes),
@@ -219,7 +220,9 @@ def _open_or_create(path: str, layout: zstore.Layout, ds: Dataset, meta: dict, o
             return None, False
         return existing, False
     attrs = meta | {"sn_store_version": __version__, "created_by": "sn_store.extract"}
-    return zstore.create(path, layout, ds.labels, ds.split, attrs), True
+    group = zstore.create(path, layout, ds.labels, ds.split, attrs)
+    write_class_mask(group, ds.class_mask, layout.chunk_samples)  # the options of each question, if any has fewer
+    return group, True
 
 
 def _run(adapter: Adapter, ds: Dataset, group, layout: zstore.Layout, verbalizer_ids: list[int] | None,
@@ -244,6 +247,7 @@ def _run(adapter: Adapter, ds: Dataset, group, layout: zstore.Layout, verbalizer
                     logits[a - c0 : b - c0] = batch_logits
                 bar.update(b - a)
             has_base = verbalizer_ids is not None
-            zstore.write_chunk(group, c0, acts, logits.argmax(1) if has_base else None, logits if has_base else None)
+            pred = allowed_argmax(logits, None if ds.class_mask is None else ds.class_mask[c0:c1])  # its options
+            zstore.write_chunk(group, c0, acts, pred if has_base else None, logits if has_base else None)
             if on_chunk is not None:
                 on_chunk(c1, len(ds))

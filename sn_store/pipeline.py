@@ -26,6 +26,8 @@ class ProbeConfig(BaseModel):
 
     model: str = Field(DEFAULT_MODEL, description="HF hub id, local model directory, or a built-in name")
     dataset: str = Field("shapes-exist", description="Dataset spec file, or a built-in or registered name")
+    source: str | None = Field(None, description="A local copy (path) or hub id of the dataset's data; empty: the "
+                               "spec's own source")
     sites: list[Literal["resid", "mlp", "attn"]] = Field(["resid", "mlp", "attn"], min_length=1)
     layers: str | None = Field(None, description="Decoder layers, e.g. '0,2,5-7'; empty: all")
     batch_size: int = Field(16, ge=1)
@@ -39,7 +41,7 @@ class ProbeConfig(BaseModel):
 
 
 def dataset_for(config: ProbeConfig) -> Dataset:
-    spec = resolve_spec(config.dataset)
+    spec = resolve_spec(config.dataset, config.source)
     sizes = {k: v for k, v in (("probe_size", config.probe_size), ("eval_size", config.eval_size)) if v is not None}
     return load_dataset(spec.model_copy(update=sizes) if sizes else spec)
 

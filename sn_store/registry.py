@@ -9,14 +9,15 @@ from pathlib import Path
 import yaml
 
 from . import leaderboard
-from .datasets import DatasetSpec, load_dataset, load_spec_file
+from .datasets import DatasetSpec, load_dataset, load_spec_file, resolve_spec
 from .workspace import subdir
 
 
-def add_dataset(spec_file: str | Path, db: str | None = None) -> tuple[DatasetSpec, str]:
+def add_dataset(spec_file: str | Path, db: str | None = None, source: str | None = None) -> tuple[DatasetSpec, str]:
     """Validate a spec (every sample is read), keep a copy in the workspace, record its hash; returns (spec, hash).
-    Adding a spec of an existing name replaces it (that is how a dataset is changed)."""
-    spec = load_spec_file(spec_file)
+    Adding a spec of an existing name replaces it (that is how a dataset is changed). `spec_file` may also be a
+    built-in name, and `source` points the spec at another copy of its data."""
+    spec = resolve_spec(str(spec_file), source)
     ds = load_dataset(spec)
     data = {**spec.public_dict(), "base_dir": str(Path(spec.base_dir).resolve())}
     target = subdir("datasets") / f"{spec.name}.yaml"

@@ -51,3 +51,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One real temporary Prefect server (Prefect's own test harness) for every flow test (tests/flows and the
+    benchmark datasets' `sn probe`), started once per session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,5 +1,6 @@
-"""Row readers, a registry keyed by the spec's `format`. Each turns a source into a list of plain dict rows; the
-dataset layer maps the spec's fields onto them, so a new format is one function here."""
+"""Row readers, a registry keyed by the spec's `format`. Each turns a source into a list of plain dict rows and
+declares its `params` as a pydantic model (unknown keys are errors); the dataset layer maps the spec's fields onto
+the rows, so a new format is one function here (or in `benchmarks.py`, `vlmevalkit.py`)."""
 
 from __future__ import annotations
 
@@ -7,30 +8,82 @@ import csv
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import SnError
 from .spec import DatasetSpec
 
 Rows = list[dict]
-READERS: dict[str, Callable[[DatasetSpec], Rows]] = {}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+SKIP = "_skip"  # a row holding this key (the reason) is left out and counted
+ALLOWED = "_allowed"  # the classes (options) a row's question has, when fewer than the spec's classes
 
 
-def reader(name: str):
-    def deco(fn: Callable[[DatasetSpec], Rows]):
-        READERS[name] = fn
+class MissingSplit(SnError):
+    """The source has no such split (a caller may fall back to another)."""
+
+
+class Params(BaseModel):
+    """A format's `params`: none by default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitParams(Params):
+    """Formats whose sources have named splits (and, on the hub, configs)."""
+
+    split: str = "test"
+    config: str | None = None
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class Format:
+    read: Callable[[DatasetSpec, Any], Rows]
+    params: type[Params]
+
+
+READERS: dict[str, Format] = {}
+
+
+def reader(name: str, params: type[Params] = Params):
+    def deco(fn: Callable[[DatasetSpec, Any], Rows]):
+        READERS[name] = Format(fn, params)
         return fn
 
     return deco
 
 
-def read_rows(spec: DatasetSpec) -> Rows:
+def _format(spec: DatasetSpec) -> Format:
     try:
-        read = READERS[spec.format]
+        return READERS[spec.format]
     except KeyError:
         raise SnError(f"dataset {spec.name}: unknown format {spec.format!r} (known: {sorted(READERS)})") from None
-    return read(spec)
+
+
+def has_splits(spec: DatasetSpec) -> bool:
+    return "split" in _format(spec).params.model_fields
+
+
+def format_params(spec: DatasetSpec, split: str | None = None) -> Params:
+    fmt = _format(spec)
+    data = {**spec.params, **({"split": split} if split is not None else {})}
+    try:
+        return fmt.params(**data)
+    except ValidationError as exc:
+        known = ", ".join(fmt.params.model_fields) or "none"
+        errs = "; ".join(f"params.{'.'.join(map(str, e['loc']))}: "
+                         f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}" for e in exc.errors())
+        raise SnError(f"dataset {spec.name}: {errs} (format {spec.format!r} takes: {known})") from None
+
+
+def read_rows(spec: DatasetSpec, split: str | None = None) -> Rows:
+    """The source's rows (of `split`, for formats with splits)."""
+    return _format(spec).read(spec, format_params(spec, split))
 
 
 def _source_file(spec: DatasetSpec) -> Path:
@@ -41,7 +94,7 @@ def _source_file(spec: DatasetSpec) -> Path:
 
 
 @reader("jsonl")
-def read_jsonl(spec: DatasetSpec) -> Rows:
+def read_jsonl(spec: DatasetSpec, params: Params) -> Rows:
     rows = []
     with open(_source_file(spec), encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -61,24 +114,24 @@ def _read_delimited(spec: DatasetSpec, delimiter: str) -> Rows:
 
 
 @reader("csv")
-def read_csv(spec: DatasetSpec) -> Rows:
+def read_csv(spec: DatasetSpec, params: Params) -> Rows:
     return _read_delimited(spec, ",")
 
 
 @reader("tsv")
-def read_tsv(spec: DatasetSpec) -> Rows:
+def read_tsv(spec: DatasetSpec, params: Params) -> Rows:
     return _read_delimited(spec, "\t")
 
 
 @reader("parquet")
-def read_parquet(spec: DatasetSpec) -> Rows:
+def read_parquet(spec: DatasetSpec, params: Params) -> Rows:
     import pyarrow.parquet as pq
 
     return pq.read_table(_source_file(spec)).to_pylist()
 
 
 @reader("folder")
-def read_folder(spec: DatasetSpec) -> Rows:
+def read_folder(spec: DatasetSpec, params: Params) -> Rows:
     """`source/<class>/<image>`: the sub-folder names the label; the question comes from `question_template`."""
     root = spec.resolve(spec.source)
     if not root.is_dir():
@@ -90,19 +143,25 @@ def read_folder(spec: DatasetSpec) -> Rows:
     return rows
 
 
-@reader("synthetic")
-def read_synthetic(spec: DatasetSpec) -> Rows:
+class SyntheticParams(Params):
+    """`synthetic.generate`'s options (its defaults apply to those not given)."""
+
+    n: int | None = None
+    image_size: int | None = None
+    background: list[int] | None = None
+    scale: float | None = None
+
+
+@reader("synthetic", SyntheticParams)
+def read_synthetic(spec: DatasetSpec, params: SyntheticParams) -> Rows:
     from .synthetic import generate
 
-    return generate(spec.source, seed=spec.seed, **spec.params)
+    return generate(spec.source, seed=spec.seed, **params.model_dump(exclude_none=True))
 
 
-@reader("hf")
-def read_hf(spec: DatasetSpec) -> Rows:
-    """A Hugging Face `datasets` dataset by hub id or local path; `params` go to `load_dataset` (e.g. split)."""
-    try:
-        import datasets
-    except ImportError:
-        raise SnError(f"dataset {spec.name}: format 'hf' needs the `datasets` package (pip install datasets)") from None
-    params = {"split": "test", **spec.params}
-    return list(datasets.load_dataset(spec.source, **params))
+@reader("hf", SplitParams)
+def read_hf(spec: DatasetSpec, params: SplitParams) -> Rows:
+    """Any Hugging Face dataset, by hub id or local copy (hub layout or `save_to_disk`), with the spec's fields."""
+    from .hub import hub_rows
+
+    return hub_rows(spec, params)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from string import Formatter
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import SnError
+
+# Images past this many pixels are refused (a decompression bomb is otherwise only a PIL warning up to ~179 MP).
+DEFAULT_MAX_PIXELS = 50_000_000
+MAX_PIXELS_ENV = "SN_MAX_PIXELS"
 
 
 class DatasetSpec(BaseModel):
@@ -29,8 +35,13 @@ class DatasetSpec(BaseModel):
     probe_size: int | None = Field(default=None, ge=1)
     eval_size: int | None = Field(default=None, ge=0)
     seed: int = 0
-    params: dict[str, Any] = Field(default_factory=dict)  # format-specific options (synthetic: n, image_size)
-    base_dir: str = Field(default=".", exclude=True)  # the spec file's folder: relative paths start here
+    # Probe and eval from two splits of the source (formats with a `split` param); else both are cut from one.
+    probe_split: str | None = None
+    eval_split: str | None = None
+    probe_per_class: int | None = Field(default=None, ge=1)  # N probe samples per class (SAVs use 20)
+    max_pixels: int | None = Field(default=None, ge=1)  # default: $SN_MAX_PIXELS or DEFAULT_MAX_PIXELS
+    params: dict[str, Any] = Field(default_factory=dict)  # format-specific options, declared by each format
+    base_dir: str = Field(default=".", exclude=True)  # internal: the spec file's folder, where relative paths start
 
     @model_validator(mode="after")
     def _check(self) -> DatasetSpec:
@@ -42,7 +53,23 @@ class DatasetSpec(BaseModel):
             raise ValueError(f"positive_class {self.positive_class!r} is not one of {self.classes}")
         if self.question_field is None and self.question_template is None:
             raise ValueError("give question_field or question_template")
+        if self.question_template is not None:
+            template_fields(self.question_template)
+        if (self.probe_split is None) != (self.eval_split is None):
+            raise ValueError("give both probe_split and eval_split, or neither")
+        if self.probe_per_class is not None and self.probe_size is not None:
+            raise ValueError("give probe_size or probe_per_class, not both")
         return self
+
+    @property
+    def pixel_limit(self) -> int:
+        if self.max_pixels is not None:
+            return self.max_pixels
+        env = os.environ.get(MAX_PIXELS_ENV)
+        try:
+            return int(env) if env else DEFAULT_MAX_PIXELS
+        except ValueError:
+            raise SnError(f"${MAX_PIXELS_ENV}={env!r} is not a whole number of pixels") from None
 
     @property
     def class_verbalizers(self) -> list[str]:
@@ -57,6 +84,20 @@ class DatasetSpec(BaseModel):
         return self.model_dump(mode="json")
 
 
+def template_fields(template: str) -> list[tuple[str, str | None]]:
+    """(literal text, field name or None) pieces of a question template; only plain `{name}` fields are allowed,
+    so a template can neither reach attributes or items of a value (`{x.__class__}`, `{x[0]}`) nor format it."""
+    try:
+        parts = list(Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"question_template: {exc}") from None
+    for _, name, spec, conv in parts:
+        if name is not None and (not name.isidentifier() or spec or conv):
+            raise ValueError(f"question_template: only plain {{field}} names are substituted, not "
+                             f"{{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}")
+    return [(lit, name) for lit, name, _, _ in parts]
+
+
 def _format_errors(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -66,11 +107,17 @@ def _format_errors(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_spec(data: dict[str, Any], where: str, base_dir: str | Path = ".") -> DatasetSpec:
+def parse_spec(data: dict[str, Any], where: str, base_dir: str | Path = ".", registered: bool = False) -> DatasetSpec:
+    """A validated spec; relative paths start at `base_dir`. Only a workspace's registered copy may carry its
+    original folder as `base_dir` (written by `sn datasets add`); in any other spec it is an unknown key."""
     if not isinstance(data, dict):
         raise SnError(f"dataset spec {where}: expected a mapping of keys, got {type(data).__name__}")
     data = dict(data)
-    base_dir = data.pop("base_dir", base_dir)  # a registered copy carries its original folder
+    if "base_dir" in data:
+        if not registered:
+            raise SnError(f"dataset spec {where}: base_dir: unknown key (it is internal; paths are relative to the "
+                          "spec file)")
+        base_dir = data.pop("base_dir")
     try:
         return DatasetSpec(**data, base_dir=str(base_dir))
     except ValidationError as exc:
@@ -85,4 +132,10 @@ def load_spec_file(path: str | Path) -> DatasetSpec:
         raise SnError(f"dataset spec {path}: cannot read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise SnError(f"dataset spec {path}: invalid YAML ({exc})") from None
-    return parse_spec(data, str(path), path.parent)
+    return parse_spec(data, str(path), path.parent, registered=_is_registered_copy(path))
+
+
+def _is_registered_copy(path: Path) -> bool:
+    from ..workspace import home
+
+    return path.resolve().parent == (home() / "datasets").resolve()

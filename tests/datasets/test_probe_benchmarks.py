@@ -1,0 +1,99 @@
+"""Every benchmark spec goes through extract -> search -> export on its fixture with a tiny random VLM (layers 0-1),
+and one goes through `sn probe` (the Prefect flow); ScienceQA's answers and votes stay within each question's
+options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+import sn_store
+from sn_store import leaderboard
+from sn_store.datasets import load_dataset, resolve_spec
+from sn_store.evaluate import Neuron, vote_margins
+from sn_store.export import export
+from tests.conftest import adapter
+
+SOURCES = {"pope": "pope", "pope-random": "pope", "pope-popular": "pope", "pope-adversarial": "pope",
+           "vizwiz": "vizwiz", "aokvqa": "aokvqa", "scienceqa-img": "scienceqa_derek", "clevr-yesno": "clevr",
+           "clevr-count": "clevr", "instaorder-depth": "instaorder", "instaorder-occlusion": "instaorder"}
+VERIFY = {"scienceqa-img", "instaorder-depth", "clevr-count"}  # multi-class ones; the CLI probe verifies a binary one
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_extract_search_export(bench, tmp_path, name):
+    spec = resolve_spec(name)
+    ds = load_dataset(spec.model_copy(update={"probe_size": 12, "eval_size": 12 if spec.probe_split else None}),
+                      source=str(getattr(bench, SOURCES[name])))
+    db = str(tmp_path / "sn.duckdb")
+    store = sn_store.extract(adapter("tiny-llava"), ds, store=str(tmp_path / "s.zarr"), layers="0-1",
+                             sites=["resid"], batch_size=16, progress=False)
+    group = zarr.open_group(store, mode="r")
+    assert group.attrs["dataset"]["skipped"] == ds.skipped
+    assert group.attrs["dataset"]["spec"]["source"] == str(getattr(bench, SOURCES[name]))
+    run = sn_store.search(store, db=db, ensemble_k=3, progress=False)
+    assert leaderboard.top(db, run, 1).num_rows >= 1
+    path = export(run, tmp_path / "artifact", db=db, verify=name in VERIFY)  # runs the artifact on eval
+    assert (path / "manifest.json").is_file()
+    if ds.class_mask is not None:
+        check_options(group, ds, db, run)
+
+
+def check_options(group, ds, db, run):
+    """The base model's answer and the ensemble's vote are among each question's options."""
+    mask = np.asarray(group["class_mask"][:])
+    assert np.array_equal(mask, ds.class_mask) and not mask.all()
+    logits = np.asarray(group["model_logits"][:])
+    pred = np.asarray(group["model_pred"][:])
+    for i in range(len(pred)):  # brute force: the best logit among the options
+        options = np.flatnonzero(mask[i])
+        assert pred[i] == options[np.argmax(logits[i, options])]
+    import json
+
+    detail = leaderboard.query(db, f"SELECT detail FROM evaluations WHERE run_id = '{run}' AND "
+                                   "method = 'sn_ensemble' LIMIT 1").to_pylist()[0]["detail"]
+    neurons = [Neuron(d["site"], d["layer"], d["neuron"], d["class"], d["polarity"], float(d["threshold"]), 1.0)
+               for d in json.loads(detail)]
+    from sn_store.evaluate import read_neurons
+
+    acts = read_neurons(group, [(n.site, n.layer, n.index) for n in neurons])
+    k = len(ds.spec.classes)
+    got = vote_margins(acts, neurons, k, mask)
+    for i in range(len(got)):  # brute force: most firing neurons among the options, ties by the largest margin
+        z = {c: [n.polarity * (acts[i, j] - n.threshold) for j, n in enumerate(neurons) if n.cls == c]
+             for c in range(k)}
+        options = list(np.flatnonzero(mask[i]))
+        votes = {c: sum(v > 0 for v in z[c]) for c in options}
+        top = [c for c in options if votes[c] == max(votes.values())]
+        assert got[i] == max(top, key=lambda c: max(z[c], default=-np.inf))
+
+
+def test_sn_probe_cli_on_a_local_copy(bench, tmp_path, prefect_server):
+    from typer.testing import CliRunner
+
+    from sn_store.cli import app
+
+    db = str(tmp_path / "sn.duckdb")
+    out = CliRunner().invoke(app, ["probe", "--model", "tiny-llava", "--dataset", "pope-random", "--source",
+                                   str(bench.pope), "--layers", "0-1", "--probe-size", "6", "--eval-size", "6",
+                                   "--batch-size", "8", "--ensemble-k", "2", "--db", db])
+    assert out.exit_code == 0, out.output
+    runs = leaderboard.query(db, "SELECT dataset, dataset_hash FROM runs").to_pylist()
+    assert [r["dataset"] for r in runs] == ["pope-random"]
+    assert runs[0]["dataset_hash"] == load_dataset(
+        resolve_spec("pope-random", str(bench.pope)).model_copy(update={"probe_size": 6, "eval_size": 6})).content_hash
+
+
+def test_sn_extract_cli_takes_source(bench, tmp_path):
+    from typer.testing import CliRunner
+
+    from sn_store.cli import app
+
+    store = tmp_path / "cli.zarr"
+    out = CliRunner().invoke(app, ["extract", "--model", "tiny-llava", "--dataset", "pope-adversarial", "--source",
+                                   str(bench.pope), "--layers", "0", "--sites", "resid", "--store", str(store)])
+    assert out.exit_code == 0, out.output
+    meta = zarr.open_group(str(store), mode="r").attrs["dataset"]
+    assert meta["spec"]["source"] == str(bench.pope)
+    assert meta["content_hash"] == load_dataset("pope-adversarial", source=str(bench.pope)).content_hash
