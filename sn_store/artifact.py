@@ -2,46 +2,51 @@
 
 An artifact directory holds `config.json` (the model's config with the decoder cut after the exit layer),
 `model.safetensors` (vision tower, projector, embeddings, decoder layers up to the exit layer, and in the exit layer
-nothing after the modules that hold the neurons), the processor and tokenizer files, and `manifest.json`
-(neurons, classes, prompt, metrics, and the sha256 of every other file). Loading refuses any file that is missing,
-changed, or not listed. Nothing is pickled.
+nothing after the modules that hold the neurons), the processor and tokenizer files, and `manifest.json` (see
+`sn_store.manifest`: neurons, classes, prompt, metrics, the digest of every other file and of its own body).
+Loading refuses any file that is missing, changed, not listed, a link or code, checks the model type before
+transformers reads anything, and never runs code from the artifact. Nothing is pickled. Export builds the artifact
+in a staging folder beside its destination and renames it into place: it never deletes what is not an artifact.
 """
 
 from __future__ import annotations
 
-import hashlib
+import ctypes
+import errno
+import fcntl
 import json
-import math
 import os
 import shutil
+import stat
 import tempfile
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .errors import SnError
 from .evaluate import Neuron, vote_margins
+from .manifest import (
+    CONFIG,
+    FORMAT,
+    MANIFEST,
+    STAGING,
+    WEIGHTS,
+    Manifest,
+    ManifestNeuron,
+    looks_like_artifact,
+    verify,
+    write_manifest,
+)
 from .models import Adapter, adapter_class
 from .models.base import StopForward, execution_order
 
-FORMAT = 1
-MANIFEST = "manifest.json"
-WEIGHTS = "model.safetensors"
-def neuron_json(n: Neuron) -> dict:
-    return {**asdict(n), "threshold": _json_float(n.threshold)}
-
-
-def neuron_from_json(d: dict) -> Neuron:
-    return Neuron(**{**d, "threshold": float(d["threshold"])})
-
-
-def _json_float(x: float) -> float | str:
-    """JSON has no infinity: the constant classifiers' thresholds are written as the strings "inf" / "-inf"."""
-    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+__all__ = ["FORMAT", "MANIFEST", "WEIGHTS", "EarlyExitClassifier", "build", "staging"]
 
 
 # --- trimming the model ------------------------------------------------------------------------------------------
@@ -139,38 +144,44 @@ class EarlyExitClassifier:
     `EarlyExitClassifier.load(dir).predict(images, questions)` returns class names.
     """
 
-    def __init__(self, adapter: Adapter, manifest: dict):
+    def __init__(self, adapter: Adapter, manifest: Manifest, recorded: bool | None = None):
         self.adapter = adapter
         self.manifest = manifest
-        self.neurons = [neuron_from_json(n) for n in manifest["neurons"]]
-        self.classes: list[str] = manifest["classes"]
+        self.recorded = recorded  # whether the leaderboard given to `load` recorded this manifest (None: none given)
+        self.neurons = manifest.neuron_list()
+        self.classes: list[str] = list(manifest.classes)
         self.plan = ExitPlan.of(self.neurons)
-        self.activation_dtype = getattr(np, manifest["activation_dtype"])
+        self.activation_dtype = getattr(np, manifest.activation_dtype)
         self._taps = Taps(adapter, self.neurons, self.plan)
         self._handles = self._taps.attach()
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> EarlyExitClassifier:
-        """Verify every file against the manifest, then build the truncated model from the artifact alone."""
-        from transformers import AutoConfig, AutoModelForImageTextToText
+    def load(cls, path: str | Path, device: str | None = None, db: str | Path | None = None,
+             finished_only: bool = True) -> EarlyExitClassifier:
+        """Verify every file against the manifest and, given a leaderboard `db`, the manifest against the digest
+        recorded at export; check the model type; then build the truncated model from the artifact alone, running
+        none of its code. `finished_only=False` is for export's own check, before it finishes the artifact."""
+        from transformers import AutoModelForImageTextToText
         from transformers.initialization import no_init_weights
 
         path = Path(path)
-        manifest = verify(path)
-        config = AutoConfig.from_pretrained(path)
+        manifest = verify(path, finished_only)
+        recorded = None if db is None else check_recorded(db, path, manifest)
+        config = _config(path, manifest)
         family = adapter_class(config.model_type)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = getattr(torch, manifest["model"]["dtype"])
+        dtype = getattr(torch, manifest.model.dtype)
         with no_init_weights():  # every weight comes from the artifact: skip random initialisation
-            model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
-        adapter = family(model, family.load_processor(str(path)), source=manifest["model"]["id"])
-        trim(adapter, ExitPlan.of([neuron_from_json(n) for n in manifest["neurons"]]))
+            model = AutoModelForImageTextToText.from_config(config, dtype=dtype, trust_remote_code=False)
+        adapter = family(model, family.load_processor(str(path)), source=manifest.model.id)
+        _check_widths(path, adapter, manifest)
+        trim(adapter, ExitPlan.of(manifest.neuron_list()))
         try:
-            model.load_state_dict(load_file(path / WEIGHTS), strict=True)
+            model.load_state_dict(_weights(path), strict=True)
         except RuntimeError as exc:
             raise SnError(f"artifact {path}: weights do not fit the manifest's neurons ({str(exc)[:200]})") from None
         model.to(device).eval()
-        return cls(adapter, manifest)
+        return cls(adapter, manifest, recorded)
 
     def activations(self, images: list, questions: list[str]) -> np.ndarray:
         """(batch, n_neurons) exit-neuron values, rounded to the store's dtype as the search saw them."""
@@ -182,7 +193,7 @@ class EarlyExitClassifier:
 
     def question(self, text: str) -> str:
         """The user text as the dataset layer built it for the search: the question and the task suffix."""
-        suffix = self.manifest.get("task_suffix") or ""
+        suffix = self.manifest.task_suffix
         return f"{text}\n{suffix}" if suffix else text
 
     def predict_indices(self, images: list, questions: list[str], batch_size: int = 16) -> np.ndarray:
@@ -199,47 +210,71 @@ class EarlyExitClassifier:
         return [self.classes[i] for i in self.predict_indices(images, full, batch_size)]
 
 
-# --- files and hashes --------------------------------------------------------------------------------------------
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+# --- loading checks ----------------------------------------------------------------------------------------------
+def check_recorded(db: str | Path, path: Path, manifest: Manifest) -> bool | None:
+    """Whether the leaderboard `db` recorded this manifest's digest at export (None: no such database). Refuses an
+    artifact at a path the leaderboard recorded with another digest: its manifest was edited since."""
+    from . import leaderboard
+
+    if not Path(db).exists():
+        return None
+    rows = leaderboard.artifact_rows(db)
+    if any(r.get("manifest_digest") == manifest.digest for r in rows):
+        return True
+    here = str(path.resolve())
+    for r in rows:
+        if r["path"] == here and r.get("manifest_digest"):
+            raise SnError(f"artifact {path}: {MANIFEST}: digest {manifest.digest} is not the {r['manifest_digest']} "
+                          f"that {db} recorded at export (the manifest was edited)")
+    return False
 
 
-def verify(path: Path) -> dict:
-    """The manifest, after checking its format and every file's hash; refuses missing, changed and extra files."""
+def _config(path: Path, manifest: Manifest):
+    """The artifact's config, its model type checked against the manifest and the registered families before
+    transformers reads it; transformers then never runs code that came with the artifact (`auto_map`)."""
+    from transformers import AutoConfig
+
+    where = f"artifact {path}: {CONFIG}"
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise SnError(f"artifact {path}: no {MANIFEST} (not an sn_store artifact)") from None
+        raw = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except RecursionError:
+        raise SnError(f"{where}: nested too deeply") from None
     except (OSError, ValueError) as exc:
-        raise SnError(f"artifact {path}: unreadable {MANIFEST} ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "files" not in manifest:
-        found = manifest.get("format") if isinstance(manifest, dict) else "?"
-        raise SnError(f"artifact {path}: manifest format {found}"
-                      f" is not {FORMAT} (made by another sn_store version, or not an sn_store artifact)")
-    listed = manifest["files"]
-    present = {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()} - {MANIFEST}
-    for name in sorted(set(listed) - present):
-        raise SnError(f"artifact {path}: file {name} is missing")
-    for name in sorted(present - set(listed)):
-        raise SnError(f"artifact {path}: file {name} is not in the manifest")
-    for name, digest in sorted(listed.items()):
-        if sha256(path / name) != digest:
-            raise SnError(f"artifact {path}: file {name} does not match its sha256 in the manifest (tampered or "
-                          "truncated)")
-    return manifest
+        raise SnError(f"{where}: unreadable ({exc})") from None
+    model_type = raw.get("model_type") if isinstance(raw, dict) else None
+    if model_type != manifest.model.model_type:
+        raise SnError(f"{where}: field model_type {model_type!r} is not the manifest's {manifest.model.model_type!r}")
+    try:
+        adapter_class(model_type)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except (SnError, OSError, ValueError, TypeError) as exc:
+        raise SnError(f"{where}: {str(exc).splitlines()[0]}") from None
+    layers = config.get_text_config().num_hidden_layers
+    if layers != manifest.exit_layer + 1:
+        raise SnError(f"{where}: field num_hidden_layers {layers} does not fit the manifest's exit_layer "
+                      f"{manifest.exit_layer}")
+    return config
 
 
-def write_manifest(path: Path, manifest: dict) -> None:
-    files = {str(p.relative_to(path)): sha256(p) for p in sorted(path.rglob("*")) if p.is_file() and p.name != MANIFEST}
-    (path / MANIFEST).write_text(json.dumps({**manifest, "files": files}, indent=2, allow_nan=False))
+def _check_widths(path: Path, adapter: Adapter, manifest: Manifest) -> None:
+    for i, n in enumerate(manifest.neurons):
+        width = adapter.site_width(n.site)
+        if n.index >= width:
+            raise SnError(f"artifact {path}: {MANIFEST}: field neurons.{i}.index {n.index} is past the {n.site} "
+                          f"width {width}")
 
 
-def build(adapter: Adapter, neurons: list[Neuron], out: Path, manifest: dict) -> None:
-    """Write the artifact of `neurons` from a loaded full model into the empty directory `out` (trims `adapter`)."""
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path / WEIGHTS)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise SnError(f"artifact {path}: {WEIGHTS}: not a readable safetensors file ({exc})") from None
+
+
+# --- writing -------------------------------------------------------------------------------------------------------
+def build(adapter: Adapter, neurons: list[Neuron], out: Path, **fields) -> Manifest:
+    """Write the artifact of `neurons` from a loaded full model into the empty directory `out` (trims `adapter`);
+    `fields` are the manifest's other fields. The manifest is written last, not yet finished."""
     plan = ExitPlan.of(neurons)
     config = trimmed_config(adapter.model.config, plan.exit_layer)
     trim(adapter, plan)
@@ -247,27 +282,96 @@ def build(adapter: Adapter, neurons: list[Neuron], out: Path, manifest: dict) ->
     save_file(state, out / WEIGHTS, metadata={"format": "pt"})
     config.save_pretrained(out)
     adapter.processor.save_pretrained(out)
-    write_manifest(out, {
-        "format": FORMAT, "sn_store_version": __version__, "model": manifest["model"],
-        "exit_layer": plan.exit_layer, "neurons": [neuron_json(n) for n in neurons], **manifest["rest"],
-    })
+    return write_manifest(out, Manifest(format=FORMAT, sn_store_version=__version__, exit_layer=plan.exit_layer,
+                                        neurons=[ManifestNeuron.of(n) for n in neurons], **fields))
 
 
-@dataclass
-class Staging:
-    """A temporary directory beside the destination, renamed into place only when complete."""
+def check_destination(out: Path) -> None:
+    """Refuse an export destination that is not absent, an empty folder, or an sn_store artifact and nothing else:
+    export replaces only its own work."""
+    where = f"--out {out}"
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise SnError(f"{where}: is the current folder or holds it; name a new folder for the artifact")
+    try:
+        mode = os.lstat(out).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(mode):
+        raise SnError(f"{where}: is a symbolic link; name a new folder for the artifact")
+    if not stat.S_ISDIR(mode):
+        raise SnError(f"{where}: is an existing file, not an artifact folder; nothing was changed")
+    if any(out.iterdir()) and not looks_like_artifact(out):
+        raise SnError(f"{where}: exists and is not an sn_store artifact (no {MANIFEST} of ours, or files it does not "
+                      "list); nothing was changed: name a new or empty folder")
 
-    out: Path
 
-    def __enter__(self) -> Path:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=f".{self.out.name}-"))
-        return self.tmp
+def _remove_stale(out: Path) -> None:
+    """Remove the staging folders of killed exports to `out`; a running export holds a lock on its own."""
+    prefix = f".{out.name}{STAGING}"
+    for p in out.parent.iterdir():
+        if not p.name.startswith(prefix) or not stat.S_ISDIR(os.lstat(p).st_mode):
+            continue
+        fd = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+        finally:
+            os.close(fd)
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        if self.out.exists():
-            shutil.rmtree(self.out)
-        os.replace(self.tmp, self.out)
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux `renameat2(RENAME_EXCHANGE)`); False where the system cannot."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _put(tmp: Path, out: Path) -> None:
+    """Move the finished `tmp` to `out`; an artifact already there is swapped out to `tmp`, never deleted first."""
+    if not out.exists() or not any(out.iterdir()):
+        os.replace(tmp, out)  # nothing there, or an empty folder: one rename
+    elif not _exchange(tmp, out):
+        aside = tmp.with_name(tmp.name + "-old")
+        os.rename(out, aside)
+        os.rename(tmp, out)
+        os.rename(aside, tmp)
+
+
+@contextmanager
+def staging(out: Path):
+    """A new folder beside `out` (`.NAME.staging-XXXX`), moved to `out` when the block succeeds and removed when
+    it fails. `out` must pass `check_destination`, before and after. Staging folders that killed exports to `out`
+    left are removed first."""
+    check_destination(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SnError(f"--out {out}: cannot create its parent folder ({exc.strerror})") from None
+    _remove_stale(out)
+    while True:
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{STAGING}"))
+        lock = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits while another export's clean-up holds it
+        if os.fstat(lock).st_nlink:  # not taken for a dead export's folder between mkdtemp and the lock
+            break
+        os.close(lock)
+    try:
+        yield tmp
+        check_destination(out)  # the export took a while: look again
+        _put(tmp, out)
+    finally:
+        os.close(lock)
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed build, or the artifact `out` held before

@@ -173,7 +173,11 @@ def sql(
     db: DbOpt = None,
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
 ) -> None:
-    """Run a read-only SQL query against the leaderboard database."""
+    """Run a read-only SQL query against the leaderboard database.
+
+    Only statements that read run: SELECT (WITH, DESCRIBE, SHOW, SUMMARIZE) and EXPLAIN SELECT; reading files with
+    read_parquet/read_csv works. COPY ... TO, EXPORT DATABASE, ATTACH, INSTALL/LOAD, SET, PRAGMA, CALL and every
+    statement that creates, changes or drops something are refused before anything runs."""
     from .leaderboard import query as run_query
 
     table = run_query(db, query)
@@ -209,7 +213,8 @@ def _print_table(table, title: str | None, out: Console | None = None) -> None:
 
 @app.command()
 def export(
-    out: Annotated[str | None, typer.Option(help="Artifact directory. Default: $SN_HOME/artifacts/<run>-...")] = None,
+    out: Annotated[str | None, typer.Option(help="Artifact directory: new, empty, or an artifact to replace. "
+                                             "Default: $SN_HOME/artifacts/<run>-...")] = None,
     run: Annotated[str | None, typer.Option(help="Run id. Default: the latest run.")] = None,
     neuron: Annotated[str | None, typer.Option(help="SITE:LAYER:INDEX of one neuron (binary runs). Default: the "
                                                   "best by probe accuracy.")] = None,
@@ -218,18 +223,19 @@ def export(
                                          "(records method early_exit).")] = True,
     db: DbOpt = None,
 ) -> None:
-    """Write an early-exit artifact: only the weights up to the exit neuron, a manifest, the processor files."""
-    import json
+    """Write an early-exit artifact: only the weights up to the exit neuron, a manifest, the processor files.
 
-    from .artifact import MANIFEST
+    It is built beside --out and renamed into place; an existing --out that is a file, a link, the current folder
+    or a folder of anything but an artifact is refused, untouched."""
     from .export import export as run_export
+    from .manifest import verify as verified_manifest
 
     path = run_export(run, out, neuron=neuron, ensemble=ensemble, db=db, verify=verify)
-    manifest = json.loads((path / MANIFEST).read_text())  # export has just written and checked it
+    manifest = verified_manifest(path)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    console.print(f"artifact [bold]{path}[/] ({size / 1e6:.1f} MB), exit layer {manifest.get('exit_layer', '?')}")
-    if "early_exit_eval" in manifest.get("metrics", {}):
-        m = manifest["metrics"]["early_exit_eval"]
+    console.print(f"artifact [bold]{path}[/] ({size / 1e6:.1f} MB), exit layer {manifest.exit_layer}")
+    if manifest.metrics.early_exit_eval:
+        m = manifest.metrics.early_exit_eval
         console.print(f"early exit on eval: acc {m['acc']:.3f}, bal_acc {m['bal_acc']:.3f} (n={m['n']}); "
                       "predictions equal the stored activations' classifier on every sample")
 
@@ -242,12 +248,21 @@ def predict(
     dataset: Annotated[str | None, typer.Option(help="Evaluate on a dataset (spec file or name) instead.")] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 16,
     device: Annotated[str | None, typer.Option(help="torch device. Default: cuda if available.")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="DuckDB file whose record of the artifact's manifest digest "
+                                           "is checked. Default: $SN_HOME/sn.duckdb (if present).")] = None,
 ) -> None:
-    """Answer questions about images with an early-exit artifact (or score it on a dataset)."""
+    """Answer questions about images with an early-exit artifact (or score it on a dataset).
+
+    The artifact is verified first: every file against the manifest, the manifest against its own digest and
+    against the digest the leaderboard recorded at export; it is refused if anything differs."""
     from .artifact import EarlyExitClassifier
+    from .leaderboard import default_db_path
     from .predict import predict_dataset, predict_files
 
-    clf = EarlyExitClassifier.load(artifact, device=device)
+    clf = EarlyExitClassifier.load(artifact, device=device, db=db or default_db_path())
+    if clf.recorded is False:
+        print(f"note: {clf.manifest.digest} is not recorded in the leaderboard; the artifact is self-consistent",
+              file=sys.stderr)
     if dataset:
         result = predict_dataset(clf, dataset, batch_size)
         console.print(f"{result['n']} samples: accuracy {result['acc']:.4f}, balanced accuracy "

@@ -10,10 +10,11 @@ import numpy as np
 import zarr
 
 from . import leaderboard
-from .artifact import MANIFEST, EarlyExitClassifier, Staging, build, neuron_json, sha256, write_manifest
+from .artifact import EarlyExitClassifier, build, check_destination, staging
 from .datasets import Dataset, load_dataset, parse_spec
 from .errors import SnError
 from .evaluate import Neuron, choose, class_metrics, positive_index, sn_predictions, with_scales
+from .manifest import MANIFEST, ManifestNeuron, ModelSource, Scalar, sha256, write_manifest
 from .models import load_model
 from .workspace import subdir
 
@@ -60,7 +61,7 @@ def store_dataset(group: zarr.Group) -> Dataset:
 
 def verify_exit(path: Path, group: zarr.Group, neurons: list[Neuron], batch_size: int) -> dict:
     """Run the artifact on the eval split; its predictions must equal the classifier on the stored activations."""
-    clf = EarlyExitClassifier.load(path, device="cpu")
+    clf = EarlyExitClassifier.load(path, device="cpu", finished_only=False)
     ds = store_dataset(group)
     split = np.asarray(group["split"][:]).astype(object)
     idx = np.flatnonzero(split == "eval")
@@ -84,6 +85,8 @@ def export(run: str | None = None, out: str | Path | None = None, *, neuron: str
     """
     if ensemble < 1:
         raise SnError("--ensemble must be at least 1")
+    if out is not None:
+        check_destination(Path(out))  # before any work; checked again just before the artifact is put there
     info = leaderboard.run_row(db, run)
     run_id = info["run_id"]
     group = zarr.open_group(info["store"], mode="r")
@@ -91,33 +94,39 @@ def export(run: str | None = None, out: str | Path | None = None, *, neuron: str
     neurons = pick(group, leaderboard.run_neurons(db, run_id), neuron, ensemble, probe)
     model = group.attrs["model"]
     adapter = load_model(model["id"], dtype=model["dtype"], device="cpu")
-    manifest = {"model": model, "rest": {
+    fields = {
+        "model": ModelSource(**{k: model.get(k) for k in ModelSource.model_fields}),
         "run_id": run_id, "classes": list(group.attrs["classes"]), "verbalizers": group.attrs.get("verbalizers"),
         "prompt": group.attrs["prompt"], "dataset": group.attrs["dataset"]["name"],
-        "task_suffix": group.attrs["dataset"]["spec"].get("task_suffix", ""),
+        "task_suffix": group.attrs["dataset"]["spec"].get("task_suffix") or "",
         "activation_dtype": group.attrs.get("dtype", "float16"),
         "metrics": {"run": _json_safe(leaderboard.run_evaluations(db, run_id))},
-    }}
+    }
     slug = "-".join(f"{n.site}{n.layer}.{n.index}" for n in neurons[:3])
     out = Path(out) if out else subdir("artifacts") / f"{run_id}-{slug}"
-    with Staging(out) as tmp:
-        build(adapter, neurons, tmp, manifest)
+    detail = json.dumps([ManifestNeuron.of(n).model_dump(mode="json") for n in neurons])
+    with staging(out) as tmp:
+        manifest = build(adapter, neurons, tmp, **fields)
         evaluations = []
         if verify:
             metrics = verify_exit(tmp, group, neurons, batch_size)
-            evaluations.append({"method": "early_exit", "split": "eval", **metrics,
-                                "detail": json.dumps([neuron_json(n) for n in neurons])})
-            data = json.loads((tmp / MANIFEST).read_text())
-            data["metrics"]["early_exit_eval"] = _json_safe([metrics])[0]
-            write_manifest(tmp, {k: v for k, v in data.items() if k != "files"})
+            evaluations.append({"method": "early_exit", "split": "eval", **metrics, "detail": detail})
+            early = manifest.metrics.model_copy(update={"early_exit_eval": _json_safe([metrics])[0]})
+            manifest = manifest.model_copy(update={"metrics": early})
+        manifest = write_manifest(tmp, manifest.model_copy(update={"finished": True}))  # the last write: finished
     leaderboard.add_artifact(db, {
         "artifact_id": f"{run_id}:{out.resolve()}", "run_id": run_id, "path": str(out.resolve()),
-        "neurons": json.dumps([neuron_json(n) for n in neurons]), "exit_layer": max(n.layer for n in neurons),
-        "sha256": sha256(out / MANIFEST),
+        "neurons": detail, "exit_layer": max(n.layer for n in neurons),
+        "sha256": sha256(out / MANIFEST), "manifest_digest": manifest.digest,
     }, evaluations)
     return out
 
 
-def _json_safe(rows: list[dict]) -> list[dict]:
-    """NaN is not JSON: metrics that are undefined become null."""
-    return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()} for r in rows]
+def _json_safe(rows: list[dict]) -> list[dict[str, Scalar]]:
+    """Rows as JSON scalars: undefined metrics (NaN) become null, values neither number nor string their text."""
+    def scalar(v):
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
+        return v if v is None or isinstance(v, (str, int, float)) else str(v)
+
+    return [{k: scalar(v) for k, v in r.items()} for r in rows]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 import uuid
 from contextlib import contextmanager
@@ -201,19 +202,40 @@ def top(db_path=None, run_id: str | None = None, k: int = 20) -> pa.Table:
         con.close()
 
 
-_FORBIDDEN_IN_QUERY = {duckdb.StatementType.ATTACH, duckdb.StatementType.DETACH}
+# `sn sql` runs only statements that read: a SELECT (with WITH, FROM-first, VALUES, DESCRIBE, SHOW, SUMMARIZE, which
+# DuckDB parses as SELECT), or EXPLAIN [ANALYZE] of one. COPY ... TO, EXPORT DATABASE, ATTACH, INSTALL/LOAD, SET,
+# PRAGMA, CALL and every DDL/DML statement are refused before anything runs: a read-only connection still writes files.
+_EXPLAIN = re.compile(r"\s*EXPLAIN(\s+ANALY[SZ]E)?\s", re.IGNORECASE)
+
+
+def _reads(statement) -> bool:
+    if statement.type == duckdb.StatementType.EXPLAIN:  # EXPLAIN ANALYZE runs its statement: look inside
+        inner = _EXPLAIN.sub("", statement.query, count=1)
+        try:
+            kinds = [s.type for s in duckdb.extract_statements(inner)] if inner != statement.query else []
+        except duckdb.Error:
+            return False
+        return kinds == [duckdb.StatementType.SELECT]
+    return statement.type == duckdb.StatementType.SELECT
+
+
+def _check_reading(sql: str) -> None:
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise SnError(f"invalid SQL: {exc}") from exc
+    for statement in statements:
+        if not _reads(statement):
+            raise SnError(f"{statement.type.name} statements are refused: `sn sql` is read-only (SELECT, WITH, "
+                          f"DESCRIBE, SHOW, EXPLAIN SELECT); refused: {statement.query.strip()[:80]!r}")
 
 
 def query(db_path, sql: str) -> pa.Table:
-    """Run SQL on a read-only connection; the result of the last statement as an Arrow table."""
-    try:
-        kinds = {statement.type for statement in duckdb.extract_statements(sql)}
-    except duckdb.Error as exc:
-        raise SnError(f"invalid SQL: {exc}") from exc
-    if kinds & _FORBIDDEN_IN_QUERY:
-        raise SnError("ATTACH/DETACH are not allowed: queries run read-only on the leaderboard")
+    """Run reading SQL on a read-only connection; the result of the last statement as an Arrow table."""
+    _check_reading(sql)
     con = connect(db_path, read_only=True)
     try:
+        con.execute("SET autoinstall_known_extensions = false")  # installing an extension writes to ~/.duckdb
         result = con.sql(sql)
         return result.to_arrow_table() if result is not None else pa.table({})
     except duckdb.Error as exc:
@@ -275,13 +297,23 @@ def run_evaluations(db_path, run_id: str) -> list[dict]:
 def add_artifact(db_path, artifact: dict, evaluations: list[dict] = ()) -> None:
     """Record an exported artifact and its evaluations (method `early_exit`) in one transaction."""
     eval_rows = _evaluation_rows(artifact["run_id"], list(evaluations))
-    fields = ("artifact_id", "run_id", "path", "neurons", "exit_layer", "created_at", "sha256")
-    row = {**artifact, "created_at": artifact.get("created_at") or datetime.now(UTC).replace(tzinfo=None)}
+    fields = ("artifact_id", "run_id", "path", "neurons", "exit_layer", "created_at", "sha256", "manifest_digest")
+    row = {"manifest_digest": None, **artifact,
+           "created_at": artifact.get("created_at") or datetime.now(UTC).replace(tzinfo=None)}
     with _transaction(db_path) as con:
         con.execute("DELETE FROM artifacts WHERE artifact_id = ?", [row["artifact_id"]])
         con.execute(f"INSERT INTO artifacts ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
                     [row[f] for f in fields])
         _insert_evaluations(con, eval_rows)
+
+
+def artifact_rows(db_path) -> list[dict]:
+    """Every recorded artifact (a database older than the `manifest_digest` column gives rows without it)."""
+    con = connect(db_path, read_only=True)
+    try:
+        return con.sql("SELECT * FROM artifacts").to_arrow_table().to_pylist()
+    finally:
+        con.close()
 
 
 def find_run(db_path, store_fingerprint: str, mode: str, ensemble_k: int) -> str | None:

@@ -69,3 +69,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
     sha256      VARCHAR,
     speedup     REAL          -- measured early exit vs `generate` on the same inputs (NULL until measured)
 );
+
+-- sha256:<hex> of the artifact manifest's canonical body (its `digest` field): `sn predict` refuses an artifact at
+-- this path whose manifest no longer has it.
+ALTER TABLE artifacts ADD COLUMN IF NOT EXISTS manifest_digest VARCHAR;

@@ -149,7 +149,7 @@ class Adapter:
     def load_processor(cls, path: str):
         from transformers import AutoProcessor
 
-        return AutoProcessor.from_pretrained(path)
+        return AutoProcessor.from_pretrained(path, trust_remote_code=False)  # never run code that came with files
 
     # --- tiny models -----------------------------------------------------------------------------------------
     special_tokens: ClassVar[list[str]]

@@ -67,7 +67,7 @@ def load_model(name: str, dtype: torch.dtype | str | None = None, device: str | 
 
     path = resolve_model(name)
     try:
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise SnError(f"model {name!r}: cannot read its config ({str(exc).splitlines()[0]})") from None
     family = adapter_class(config.model_type)
@@ -79,7 +79,8 @@ def load_model(name: str, dtype: torch.dtype | str | None = None, device: str | 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own bar reports the work that matters
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype or default_dtype(device))
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype or default_dtype(device),
+                                                        trust_remote_code=False)
     model.to(device).eval()
     return family(model, family.load_processor(path), source=name)
 

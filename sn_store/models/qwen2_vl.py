@@ -48,8 +48,8 @@ class Qwen2VLAdapter(Adapter):
     def load_processor(cls, path):
         from transformers import AutoImageProcessor, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        images = AutoImageProcessor.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        images = AutoImageProcessor.from_pretrained(path, trust_remote_code=False)
         return image_only_processor_class()(images, tokenizer, chat_template=tokenizer.chat_template)
 
     @classmethod
