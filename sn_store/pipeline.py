@@ -10,9 +10,9 @@ from typing import Literal
 
 import numpy as np
 import zarr
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from . import leaderboard
+from . import checks, leaderboard
 from .datasets import Dataset, load_dataset, resolve_spec
 from .extract import default_store_path
 
@@ -38,6 +38,11 @@ class ProbeConfig(BaseModel):
     export_ensemble: int = Field(1, ge=1, description="Neurons per class in the exported early-exit artifact")
     dask_address: str | None = Field(None, description="dask.distributed scheduler; empty: local threads")
     db: str | None = Field(None, description="DuckDB file; empty: $SN_HOME/sn.duckdb")
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_read(cls, layers: str | None) -> str | None:
+        return layers if layers is None else checks.layers(layers)
 
 
 def dataset_for(config: ProbeConfig) -> Dataset:

@@ -100,3 +100,55 @@ def test_the_python_api_still_loads_on_first_use():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["True", "True", "sn_store.store"]
+
+
+EXTRACT = ["extract", "-m", "tiny-llava", "-d", "shapes-exist"]
+BAD_INPUT = {
+    "mistyped built-in model": (["extract", "-m", "tiny-lava", "-d", "shapes-exist"], "did you mean tiny-llava?"),
+    "missing local folder": (["extract", "-m", "./no-such-model", "-d", "shapes-exist"], "does not exist"),
+    "weights dtype": ([*EXTRACT, "--model-dtype", "int8"], "use one of float32, bfloat16, float16"),
+    "backwards layers": ([*EXTRACT, "--layers", "3-1"], "runs backwards (write 1-3)"),
+    "backwards layers, probe": (["probe", "--layers", "3-1"], "runs backwards"),
+    "grid of no points": (["search", "--store", "x.zarr", "--n-grid", "0"], "'--n-grid'"),
+    "top of nothing": (["top", "--k", "0"], "'--k'"),
+    "bad cron": (["serve", "--cron", "bad"], "Invalid cron string"),
+    "bad cron from the environment": (["serve"], "Invalid cron string"),
+}
+
+
+def sn_main(monkeypatch, capsys, argv: list[str]) -> tuple[int, str]:
+    """Run the CLI's entry point in this process: (exit code, stderr)."""
+    from sn_store.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["sn", *argv])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    return stop.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_one_line_before_any_work(case, monkeypatch, capsys):
+    argv, says = BAD_INPUT[case]
+    monkeypatch.setenv("SN_REPROBE_CRON", "every day")
+    code, err = sn_main(monkeypatch, capsys, argv)
+    assert code != 0 and says in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_device_this_machine_lacks(monkeypatch, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, err = sn_main(monkeypatch, capsys, [*EXTRACT, "--device", "cuda"])
+    assert code != 0 and "CUDA is not available" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("command", [["probe"], ["serve"], ["demo"]])
+def test_a_stopped_prefect_server_is_named(command, monkeypatch, capsys):
+    from tests.conftest import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/api"
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    code, err = sn_main(monkeypatch, capsys, command)
+    assert code != 0 and f"PREFECT_API_URL={url}: no Prefect server answers" in err, err
+    assert len(err.strip().splitlines()) == 1
