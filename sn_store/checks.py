@@ -13,6 +13,7 @@ import urllib.request
 from .errors import SnError
 
 MODEL_DTYPES = ("float32", "bfloat16", "float16")  # weight dtypes a model can be loaded and run in
+SITES = ("resid", "mlp", "attn")  # what is read in each decoder layer (models.base knows where each one lives)
 _LAYER_PART = re.compile(r"(-?\d+)(?:-(\d+))?")
 
 
@@ -37,6 +38,20 @@ def layers(text: str) -> str:
     """`layer_list` as a check: the text unchanged when it reads."""
     if text != "all":
         layer_list(text)
+    return text
+
+
+def site_list(text: str) -> list[str]:
+    """'resid,mlp' -> ['resid', 'mlp']."""
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in names if s not in SITES]
+    if bad or not names:
+        raise SnError(f"--sites: {', '.join(bad) or repr(text)} not a site (use some of {', '.join(SITES)})")
+    return names
+
+
+def sites(text: str) -> str:
+    site_list(text)
     return text
 
 

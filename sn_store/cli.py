@@ -18,8 +18,6 @@ try:  # typer >= 0.20 carries its own copy of click
 except ImportError:
     from click.exceptions import ClickException
 
-SITES_ALL = ("resid", "mlp", "attn")
-
 app = typer.Typer(
     help="Find Super Neurons in vision-language models and turn them into early-exit classifiers.",
     no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -52,6 +50,9 @@ SourceOpt = Annotated[str | None, typer.Option("--source", help="Where the datas
 DbOpt = Annotated[str | None, typer.Option("--db", help="DuckDB file. Default: $SN_HOME/sn.duckdb.")]
 LayersOpt = Annotated[str | None, typer.Option(callback=_checked(checks.layers), help="Decoder layers, e.g. "
                                                "'0,2,5-7' (negative: from the end). Default: all.")]
+SitesOpt = Annotated[str | None, typer.Option(callback=_checked(checks.sites), help="Comma-separated sites: "
+                                              f"{', '.join(checks.SITES)}. Default: all.")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")]
 BatchOpt = Annotated[int, typer.Option(min=1, help="Samples per forward pass.")]
 DeviceOpt = Annotated[str | None, typer.Option(callback=_checked(checks.device), help="torch device: cpu, cuda, "
                                                "cuda:N or mps. Default: cuda if available, else cpu.")]
@@ -72,7 +73,7 @@ PrefectApiOpt = Annotated[str | None, typer.Option("--prefect-api-url", envvar="
 def extract(
     model: ModelOpt,
     dataset: DatasetOpt,
-    sites: Annotated[str | None, typer.Option(help="Comma-separated sites: resid, mlp, attn. Default: all.")] = None,
+    sites: SitesOpt = None,
     layers: LayersOpt = None,
     batch_size: BatchOpt = 16,
     store: Annotated[str | None, typer.Option(help="Store path or fsspec URL. Default: "
@@ -190,14 +191,57 @@ def search(
 def top(
     run: RunOpt = None,
     k: Annotated[int, typer.Option(min=1, help="Neurons per class.")] = 20,
+    by: Annotated[str, typer.Option(help="Sort by probe (how the search ranks them), eval (held-out accuracy: "
+                                    "for reading, choosing by it would tune on eval) or auroc (held out).")] = "probe",
+    sites: SitesOpt = None,
+    layers: LayersOpt = None,
+    csv: CsvOpt = False,
     db: DbOpt = None,
 ) -> None:
-    """The best neurons of a run by probe accuracy, with their held-out figures beside them."""
+    """The best neurons of a run with their held-out figures beside them; `rank` is the run-wide rank by probe."""
     from .leaderboard import top as best
 
-    cols = ["rank", "class", "site", "layer", "neuron", "probe_acc", "eval_acc", "eval_bal_acc", "agreement"]
-    table = best(db, run, k)
-    _print_table(table.select(cols), f"top {k} neurons of run {table['run_id'][0] if len(table) else run}")
+    cols = ["rank", "class", "site", "layer", "neuron", "probe_acc", "eval_acc", "eval_bal_acc", "eval_auroc",
+            "agreement"]
+    table = best(db, run, k, by=by, sites=checks.site_list(sites) if sites else None,
+                 layers=checks.layer_list(layers) if layers else None)
+    where = "".join(f", {name} {value}" for name, value in (("sites", sites), ("layers", layers)) if value)
+    _emit(table.select(cols), f"top {k} neurons by {by} of run {table['run_id'][0] if len(table) else run}{where}",
+          csv)
+
+
+@app.command()
+def runs(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")] = None,
+    csv: CsvOpt = False,
+    db: DbOpt = None,
+) -> None:
+    """Every search run, newest first: model, dataset, date and its best held-out (eval) accuracies."""
+    from .leaderboard import runs_summary
+
+    _emit(runs_summary(db, model, dataset), "runs (accuracies on the eval split)", csv)
+
+
+@app.command()
+def artifacts(
+    run: Annotated[str | None, typer.Option(help="Only this run's artifacts.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")] = None,
+    csv: CsvOpt = False,
+    db: DbOpt = None,
+) -> None:
+    """Every exported early-exit artifact, newest first: run, model, dataset, exit layer, eval accuracy, speed-up, and
+    whether its folder is still on disk."""
+    from pathlib import Path
+
+    import pyarrow as pa
+
+    from .leaderboard import artifacts_summary
+
+    table = artifacts_summary(db, run, model, dataset)
+    on_disk = pa.array([Path(p).is_dir() for p in table["artifact"].to_pylist()], pa.bool_())
+    _emit(table.append_column("on_disk", on_disk), "artifacts (early-exit accuracy on the eval split)", csv)
 
 
 @app.command()
@@ -206,7 +250,7 @@ def sql(
                                          "artifacts and the views top_neurons, layer_summary, "
                                          "cross_dataset_neurons.")],
     db: DbOpt = None,
-    csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+    csv: CsvOpt = False,
 ) -> None:
     """Run a read-only SQL query against the leaderboard database.
 
@@ -215,13 +259,7 @@ def sql(
     statement that creates, changes or drops something are refused before anything runs."""
     from .leaderboard import query as run_query
 
-    table = run_query(db, query)
-    if csv:
-        import pyarrow.csv as pacsv
-
-        pacsv.write_csv(table, sys.stdout.buffer)
-    else:
-        _print_table(table, None)
+    _emit(run_query(db, query), None, csv)
 
 
 @app.command("export-neurons")
@@ -237,12 +275,22 @@ def export_neurons(
     console.print(f"wrote {path}")
 
 
+def _emit(table, title: str | None, csv: bool) -> None:
+    """A result on stdout: a table for people, or CSV (header first) for programs."""
+    if csv:
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, sys.stdout.buffer)
+    else:
+        _print_table(table, title)
+
+
 def _print_table(table, title: str | None, out: Console | None = None) -> None:
     view = Table(title=title)
     for name in table.column_names:
         view.add_column(name, justify="right" if table.schema.field(name).type != "string" else "left")
     for row in table.to_pylist():
-        view.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+        view.add_row(*("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
     (out or console).print(view)
 
 
@@ -299,19 +347,29 @@ def predict(
         print(f"note: {clf.manifest.digest} is not recorded in the leaderboard; the artifact is self-consistent",
               file=sys.stderr)
     if dataset:
-        result = predict_dataset(clf, dataset, batch_size)
-        console.print(f"{result['n']} samples: accuracy {result['acc']:.4f}, balanced accuracy "
-                      f"{result['bal_acc']:.4f}, {result['samples_per_s']:.1f} samples/s")
+        _print_splits(predict_dataset(clf, dataset, batch_size))
         return
     for path, answer in predict_files(clf, image or [], question or [], batch_size):
         print(f"{path}\t{answer}")
+
+
+def _print_splits(result: dict) -> None:
+    same = result["dataset"] == result["chosen_on"]
+    table = Table("split", "n", "acc", "bal_acc", "f1", "mcc", "held out",
+                  title=f"{result['dataset']}: early exit on each split ({result['samples_per_s']:.1f} samples/s)")
+    for name, m in result["splits"].items():
+        held_out = "no: the neurons were chosen on it" if same and name == "probe" else "yes"
+        table.add_row(name, str(m["n"]), *(_pct(m[k]) for k in ("acc", "bal_acc", "f1", "mcc")), held_out)
+    console.print(table)
+    console.print(f"The neurons were chosen on the probe split of {result['chosen_on']}"
+                  + (": read the eval row." if same else "; both splits here are new to them."), highlight=False)
 
 
 @app.command()
 def probe(
     model: Annotated[str, typer.Option("--model", "-m", help="Model to probe.")] = "sn-tiny-llava",
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to probe.")] = "shapes-exist",
-    sites: Annotated[str | None, typer.Option(help="Comma-separated sites. Default: all.")] = None,
+    sites: SitesOpt = None,
     layers: LayersOpt = None,
     batch_size: BatchOpt = 16,
     probe_size: Annotated[int | None, typer.Option(help="Override the spec's probe split size.")] = None,
@@ -329,7 +387,7 @@ def probe(
     from .pipeline import ProbeConfig
 
     try:
-        config = ProbeConfig(model=model, dataset=dataset, sites=sites.split(",") if sites else list(SITES_ALL),
+        config = ProbeConfig(model=model, dataset=dataset, sites=checks.site_list(sites or ",".join(checks.SITES)),
                              layers=layers, batch_size=batch_size, probe_size=probe_size, eval_size=eval_size,
                              mode=mode, ensemble_k=ensemble_k, dask_address=dask_address, db=db, source=source)
     except ValidationError as exc:
