@@ -94,6 +94,9 @@ def demo(
                   highlight=False)
     console.print("Prefect UI:            infra/stack.sh start, then open http://127.0.0.1:4200 (see README)",
                   highlight=False)
+    from .report import write_suite_report
+
+    console.print(f"Report:                {write_suite_report(run_ids, db=db)}", soft_wrap=True, highlight=False)
 
 
 def _pct(x) -> str:
@@ -307,6 +310,18 @@ def probe(
     result = probe_flow(config)
     console.print(f"run [bold]{result['run_id']}[/]: artifact {result['artifact']}, early exit "
                   f"{result['speedup']:.2f}x faster than generate")
+
+
+@app.command()
+def report(
+    run: Annotated[str, typer.Argument(help="Run id (see `sn sql \"SELECT run_id, model, dataset FROM runs\"`).")],
+    out: Annotated[str | None, typer.Option(help="Report folder. Default: $SN_HOME/reports/RUN")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Write a run's report, DIR/index.html: results, plots, top neurons, provenance. It reads offline."""
+    from .report import write_report
+
+    print(write_report(run, out, db=db))
 
 
 @app.command()
