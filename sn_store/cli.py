@@ -82,12 +82,12 @@ def demo(
     rows, run_ids = run_demo(model, task, db)
     table = Table(title=f"{model}: held-out (eval) accuracy per task")
     for col in ("task", "base model", "best SN", "best SN neuron", "top-k ensemble", "early exit", "exit layer",
-                "speed-up"):
+                "speed-up (IQR)"):
         table.add_column(col, justify="left" if col in ("task", "best SN neuron") else "right")
     for r in rows:
         table.add_row(r["task"], _pct(r["base_model_acc"]), _pct(r["best_sn_acc"]), r["best_sn"],
                       _pct(r["ensemble_acc"]), _pct(r["early_exit_acc"]), str(r["exit_layer"]),
-                      f"{r['speedup']:.1f}x" if r["speedup"] else "-")
+                      r["speedup"])
     console.print(table)
     console.print("Reproduce this table:  sn sql \"" + summary_sql(run_ids) + "\"", soft_wrap=True, highlight=False)
     console.print("Look closer:           sn top --run " + run_ids[0] + "   |   sn predict <artifact> --dataset <task>",
