@@ -19,6 +19,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NONE
+from sn_store.flows.report import report_task
 
 import sn_store
 from sn_store.artifact import EarlyExitClassifier
@@ -107,8 +108,9 @@ def probe(config: ProbeConfig = ProbeConfig()) -> dict:
     create_markdown_artifact(summary_markdown(config, run_id, store, artifact, speed["exit_layer"], speed, best),
                              key=artifact_key("probe-summary", config.model, config.dataset),
                              description=f"{config.model} on {config.dataset}")
+    report = report_task(run_id, db=config.db)  # last: the page shows the early exit's speed-up
     record_probe(config.db, {**probe_key(config, ds), "run_id": run_id, "artifact": artifact})
-    return {"run_id": run_id, "store": store, "artifact": artifact, "speedup": speed["speedup"]}
+    return {"run_id": run_id, "store": store, "artifact": artifact, "speedup": speed["speedup"], "report": report}
 
 
 if __name__ == "__main__":

@@ -298,11 +298,11 @@ def _put(tmp: Path, out: Path) -> None:
 
 
 @contextmanager
-def staging(out: Path):
+def staging(out: Path, check=check_destination):
     """A new folder beside `out` (`.NAME.staging-XXXX`), moved to `out` when the block succeeds and removed when
-    it fails. `out` must pass `check_destination`, before and after. Staging folders that killed exports to `out`
-    left are removed first."""
-    check_destination(out)
+    it fails. `out` must pass `check` (an export's destination; reports bring theirs), before and after. Staging
+    folders that killed exports to `out` left are removed first."""
+    check(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -317,7 +317,7 @@ def staging(out: Path):
         os.close(lock)
     try:
         yield tmp
-        check_destination(out)  # the export took a while: look again
+        check(out)  # the export took a while: look again
         _put(tmp, out)
     finally:
         os.close(lock)

@@ -30,13 +30,11 @@ def describe_neurons(detail: str | None) -> str:
 def suite_rows(db: str | None, run_ids: list[str]) -> list[dict]:
     """One row per run of the `probe_summary` view (the table of `sn demo` and of the suite artifacts), the best SN
     named and the speed-up given with its spread."""
-    from .predict import speedup_text
-
     if not run_ids:
         return []
     rows = leaderboard.query(db, summary_sql(run_ids)).to_pylist()
     return [{**{k: r[k] for k in SUITE_COLUMNS[:-3]}, "best_sn": describe_neurons(r["best_sn"]),
-             "speedup": speedup_text(r["speedup"], r["speedup_q1"], r["speedup_q3"])} for r in rows]
+             "speedup": leaderboard.speedup_text(r["speedup"], r["speedup_q1"], r["speedup_q3"])} for r in rows]
 
 
 def run_demo(model: str = DEFAULT_MODEL, tasks: list[str] | None = None, db: str | None = None):

@@ -142,8 +142,10 @@ def _insert_evaluations(con, rows: list[list]) -> None:
                         rows)
 
 
-def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = ()) -> str:
-    """Store one run, all its neuron rows and its evaluations in one transaction; returns the run id."""
+def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (),
+              sav_heads: pa.Table | None = None) -> str:
+    """Store one run, all its neuron rows, its evaluations and its SAV heads in one transaction; returns the run
+    id."""
     missing = [c for c in NEURON_COLUMNS if c not in neurons.column_names]
     if missing:
         raise SnError(f"neuron table lacks column(s) {missing}")
@@ -163,6 +165,11 @@ def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (
                         [row["run_id"]])  # fmt: skip
             con.unregister("_sn_new_neurons")
             _insert_evaluations(con, eval_rows)
+            if sav_heads is not None:
+                con.register("_sn_new_heads", sav_heads)
+                con.execute("INSERT INTO sav_heads SELECT ?, rank, layer, head, probe_acc, eval_acc FROM _sn_new_heads",
+                            [row["run_id"]])
+                con.unregister("_sn_new_heads")
     except duckdb.ConstraintException as exc:
         raise SnError(f"run id {row['run_id']!r} is already in the database") from exc
     except duckdb.Error as exc:
@@ -351,6 +358,13 @@ def set_speedup(db_path, artifact_path: str, speed: dict) -> None:
                                        artifact_path])
     finally:
         con.close()
+
+
+def speedup_text(speedup: float | None, q1: float | None = None, q3: float | None = None) -> str:
+    """'3.1x (2.9-3.4)': the median and, when measured, its interquartile range."""
+    if speedup is None:
+        return "-"
+    return f"{speedup:.1f}x" + (f" ({q1:.1f}-{q3:.1f})" if q1 is not None and q3 is not None else "")
 
 
 PROBE_KEY = ("model", "dataset", "content_hash", "settings")

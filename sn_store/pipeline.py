@@ -128,8 +128,6 @@ def neuron_text(row: dict) -> str:
 def summary_markdown(config: ProbeConfig, run_id: str, store: str, artifact: Path, exit_layer: int,
                      speed: dict, best: list[dict]) -> str:
     """`best`: the rank-1 neuron of each class (one row for a binary run, one per class for K > 2)."""
-    from .predict import speedup_text
-
     acc = eval_figures(config, run_id, artifact)
 
     def fmt(method: str) -> str:
@@ -151,7 +149,8 @@ def summary_markdown(config: ProbeConfig, run_id: str, store: str, artifact: Pat
         f"| early-exit artifact | {fmt('early_exit')} |",
         "",
         f"Early exit after decoder layer {exit_layer}: "
-        f"{speedup_text(speed['speedup'], speed['speedup_q1'], speed['speedup_q3'])} faster than `generate` "
+        f"{leaderboard.speedup_text(speed['speedup'], speed['speedup_q1'], speed['speedup_q3'])} faster than "
+        "`generate` "
         f"(median and interquartile range of {speed['repeats']} interleaved timings; median "
         f"{speed['early_exit_s'] * 1e3:.1f} ms vs {speed['full_s'] * 1e3:.1f} ms per batch of {speed['batch']}).",
         "",

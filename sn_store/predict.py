@@ -81,9 +81,3 @@ def measure_speedup(clf: EarlyExitClassifier, full, images: list, questions: lis
             "speedup": float(median), "speedup_q1": float(q1), "speedup_q3": float(q3), "repeats": repeats,
             "batch": len(questions)}
 
-
-def speedup_text(speedup: float | None, q1: float | None = None, q3: float | None = None) -> str:
-    """'3.1x (2.9-3.4)': the median and, when measured, its interquartile range."""
-    if speedup is None:
-        return "-"
-    return f"{speedup:.1f}x" + (f" ({q1:.1f}-{q3:.1f})" if q1 is not None and q3 is not None else "")
