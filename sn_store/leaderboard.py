@@ -49,8 +49,19 @@ def sql_text(name: str) -> str:
     return resources.files("sn_store.sql").joinpath(name).read_text(encoding="utf-8")
 
 
-def _is_lock_error(exc: Exception) -> bool:
-    return isinstance(exc, duckdb.IOException) and "Could not set lock" in str(exc)
+_HEADER_BYTES = 3 * 4096  # DuckDB's file header: a smaller file is one another process is creating right now
+
+
+def _is_lock_error(exc: Exception, path: Path) -> bool:
+    """Another process holds the file, or is creating it (its header not written yet)."""
+    if not isinstance(exc, duckdb.IOException):
+        return False
+    if "not a valid DuckDB database file" in str(exc):
+        try:
+            return path.stat().st_size < _HEADER_BYTES
+        except OSError:
+            return True
+    return "Could not set lock" in str(exc)
 
 
 def _open(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
@@ -61,7 +72,7 @@ def _open(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConne
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
-            if not _is_lock_error(exc):
+            if not _is_lock_error(exc, path):
                 raise SnError(f"cannot open the database {path}: {exc}") from exc
             left = deadline - time.monotonic()
             if left <= 0:
