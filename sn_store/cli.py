@@ -118,12 +118,12 @@ def demo(
     rows, run_ids = run_demo(model, task, db)
     table = Table(title=f"{model}: held-out (eval) accuracy per task")
     for col in ("task", "base model", "best SN", "best SN neuron", "top-k ensemble", "early exit", "exit layer",
-                "speed-up"):
+                "speed-up (IQR)"):
         table.add_column(col, justify="left" if col in ("task", "best SN neuron") else "right")
     for r in rows:
         table.add_row(r["task"], _pct(r["base_model_acc"]), _pct(r["best_sn_acc"]), r["best_sn"],
                       _pct(r["ensemble_acc"]), _pct(r["early_exit_acc"]), str(r["exit_layer"]),
-                      f"{r['speedup']:.1f}x" if r["speedup"] else "-")
+                      r["speedup"])
     console.print(table)
     console.print("Reproduce this table:  sn sql \"" + summary_sql(run_ids) + "\"", soft_wrap=True, highlight=False)
     console.print("Look closer:           sn top --run " + run_ids[0] + "   |   sn predict <artifact> --dataset <task>",
@@ -413,6 +413,22 @@ def report(
     from .report import write_report
 
     print(write_report(run, out, db=db))
+
+
+@app.command()
+def transfer(
+    run: Annotated[str, typer.Option(help="Run id whose SNs to evaluate.")],
+    store: Annotated[str, typer.Option(help="Another activation store of the same model with the same classes "
+                                       "(e.g. shapes-exist-shift for a run on shapes-exist).")],
+    db: DbOpt = None,
+) -> None:
+    """Evaluate a run's best SN and ensemble (chosen on its own probe split), and the base model, on another store:
+    a distribution shift. The rows go to the `transfers` table."""
+    from .analyses import transfer as run_transfer
+
+    table = run_transfer(db, run, store)
+    _print_table(table.select(["target_dataset", "method", "split", "acc", "bal_acc", "f1", "mcc", "n"]),
+                 f"run {run} on {store}")
 
 
 @app.command()

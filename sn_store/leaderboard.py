@@ -31,7 +31,7 @@ NEURON_COLUMNS = (
 )  # fmt: skip
 RUN_FIELDS = (
     "run_id", "store", "model", "dataset", "mode", "created_at", "n_probe", "n_eval", "classes",
-    "dataset_hash", "model_config_hash", "sn_store_version", "store_fingerprint", "ensemble_k",
+    "dataset_hash", "model_config_hash", "sn_store_version", "store_fingerprint", "ensemble_k", "n_grid",
 )  # fmt: skip
 EVALUATION_FIELDS = ("method", "split", "acc", "bal_acc", "f1", "mcc", "n", "detail")
 METHODS = ("model", "sn", "sn_ensemble", "sav", "early_exit")
@@ -49,8 +49,19 @@ def sql_text(name: str) -> str:
     return resources.files("sn_store.sql").joinpath(name).read_text(encoding="utf-8")
 
 
-def _is_lock_error(exc: Exception) -> bool:
-    return isinstance(exc, duckdb.IOException) and "Could not set lock" in str(exc)
+_HEADER_BYTES = 3 * 4096  # DuckDB's file header: a smaller file is one another process is creating right now
+
+
+def _is_lock_error(exc: Exception, path: Path) -> bool:
+    """Another process holds the file, or is creating it (its header not written yet)."""
+    if not isinstance(exc, duckdb.IOException):
+        return False
+    if "not a valid DuckDB database file" in str(exc):
+        try:
+            return path.stat().st_size < _HEADER_BYTES
+        except OSError:
+            return True
+    return "Could not set lock" in str(exc)
 
 
 def _open(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
@@ -61,7 +72,7 @@ def _open(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConne
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
-            if not _is_lock_error(exc):
+            if not _is_lock_error(exc, path):
                 raise SnError(f"cannot open the database {path}: {exc}") from exc
             left = deadline - time.monotonic()
             if left <= 0:
@@ -104,7 +115,7 @@ def _run_row(run: dict) -> dict:
     return row
 
 
-def _evaluation_rows(run_id: str, evaluations: list[dict]) -> list[list]:
+def _evaluation_rows(run_id: str, evaluations: list[dict], artifact_id: str | None = None) -> list[list]:
     rows = []
     for ev in evaluations:
         unknown = set(ev) - set(EVALUATION_FIELDS)
@@ -115,7 +126,7 @@ def _evaluation_rows(run_id: str, evaluations: list[dict]) -> list[list]:
         detail = ev.get("detail")
         if detail is not None and not isinstance(detail, str):
             detail = json.dumps(detail)
-        rows.append([run_id, *(ev.get(name) for name in EVALUATION_FIELDS[:-1]), detail])
+        rows.append([run_id, *(ev.get(name) for name in EVALUATION_FIELDS[:-1]), detail, artifact_id])
     return rows
 
 
@@ -137,7 +148,9 @@ def _transaction(db_path):
 
 def _insert_evaluations(con, rows: list[list]) -> None:
     if rows:
-        con.executemany(f"INSERT INTO evaluations VALUES ({', '.join('?' * (len(EVALUATION_FIELDS) + 1))})", rows)
+        columns = ("run_id", *EVALUATION_FIELDS, "artifact_id")
+        con.executemany(f"INSERT INTO evaluations ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                        rows)
 
 
 def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (),
@@ -358,23 +371,31 @@ def run_neurons(db_path, run_id: str) -> pa.Table:
         con.close()
 
 
-def run_evaluations(db_path, run_id: str) -> list[dict]:
+def run_evaluations(db_path, run_id: str, artifacts: bool = True) -> list[dict]:
+    """The evaluations of a run; with `artifacts=False` only the run's own (no artifact's early_exit rows)."""
+    own = "" if artifacts else " AND artifact_id IS NULL AND method <> 'early_exit'"
     con = connect(db_path, read_only=True)
     try:
-        return con.sql("SELECT * FROM evaluations WHERE run_id = ? ORDER BY method, split",
+        return con.sql(f"SELECT * FROM evaluations WHERE run_id = ?{own} ORDER BY method, split",
                        params=[run_id]).to_arrow_table().to_pylist()
     finally:
         con.close()
 
 
+def artifact_id(run_id: str, path) -> str:
+    """The id of an exported artifact: its run and resolved path."""
+    return f"{run_id}:{Path(path).resolve()}"
+
+
 def add_artifact(db_path, artifact: dict, evaluations: list[dict] = ()) -> None:
     """Record an exported artifact and its evaluations (method `early_exit`) in one transaction."""
-    eval_rows = _evaluation_rows(artifact["run_id"], list(evaluations))
+    eval_rows = _evaluation_rows(artifact["run_id"], list(evaluations), artifact["artifact_id"])
     fields = ("artifact_id", "run_id", "path", "neurons", "exit_layer", "created_at", "sha256", "manifest_digest")
     row = {"manifest_digest": None, **artifact,
            "created_at": artifact.get("created_at") or datetime.now(UTC).replace(tzinfo=None)}
     with _transaction(db_path) as con:
         con.execute("DELETE FROM artifacts WHERE artifact_id = ?", [row["artifact_id"]])
+        con.execute("DELETE FROM evaluations WHERE artifact_id = ?", [row["artifact_id"]])  # a replaced one's
         con.execute(f"INSERT INTO artifacts ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
                     [row[f] for f in fields])
         _insert_evaluations(con, eval_rows)
@@ -389,24 +410,60 @@ def artifact_rows(db_path) -> list[dict]:
         con.close()
 
 
-def find_run(db_path, store_fingerprint: str, mode: str, ensemble_k: int) -> str | None:
-    """A finished search of the same store contents with the same settings, if the database has one."""
+def find_run(db_path, store_fingerprint: str, mode: str, ensemble_k: int, n_grid: int | None = None) -> str | None:
+    """A finished search of the same store contents with the same settings (`n_grid` for grid mode), if any."""
     path = Path(db_path) if db_path is not None else default_db_path()
     if not path.exists():
         return None
     con = connect(db_path, read_only=True)
     try:
         rows = con.execute("SELECT run_id FROM runs WHERE store_fingerprint = ? AND mode = ? AND ensemble_k = ? "
-                           "ORDER BY created_at DESC LIMIT 1", [store_fingerprint, mode, ensemble_k]).fetchall()
+                           "AND n_grid IS NOT DISTINCT FROM ? ORDER BY created_at DESC LIMIT 1",
+                           [store_fingerprint, mode, ensemble_k, n_grid if mode == "grid" else None]).fetchall()
     finally:
         con.close()
     return rows[0][0] if rows else None
 
 
-def set_speedup(db_path, artifact_path: str, speedup: float) -> None:
-    """Record an artifact's measured speed-up over the full model's `generate`."""
+def set_speedup(db_path, artifact_path: str, speed: dict) -> None:
+    """Record an artifact's measured speed-up over the full model's `generate`: the median of repeated timings and
+    its spread (quartiles), as `predict.measure_speedup` returns them."""
     con = connect(db_path)
     try:
-        con.execute("UPDATE artifacts SET speedup = ? WHERE path = ?", [speedup, artifact_path])
+        con.execute("UPDATE artifacts SET speedup = ?, speedup_q1 = ?, speedup_q3 = ?, speedup_repeats = ? "
+                    "WHERE path = ?", [speed["speedup"], speed["speedup_q1"], speed["speedup_q3"], speed["repeats"],
+                                       artifact_path])
+    finally:
+        con.close()
+
+
+def speedup_text(speedup: float | None, q1: float | None = None, q3: float | None = None) -> str:
+    """'3.1x (2.9-3.4)': the median and, when measured, its interquartile range."""
+    if speedup is None:
+        return "-"
+    return f"{speedup:.1f}x" + (f" ({q1:.1f}-{q3:.1f})" if q1 is not None and q3 is not None else "")
+
+
+PROBE_KEY = ("model", "dataset", "content_hash", "settings")
+
+
+def record_probe(db_path, probe: dict) -> None:
+    """Record a finished probe (keys PROBE_KEY, run_id, artifact); a probe of the same key replaces it."""
+    fields = (*PROBE_KEY, "run_id", "artifact", "finished_at")
+    row = {**probe, "finished_at": datetime.now(UTC).replace(tzinfo=None)}
+    with _transaction(db_path) as con:
+        con.execute(f"INSERT OR REPLACE INTO probes ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+                    [row[f] for f in fields])
+
+
+def probes_of(db_path, model: str, dataset: str) -> list[dict]:
+    """Every finished probe of `model` on dataset `dataset`, the latest first."""
+    path = Path(db_path) if db_path is not None else default_db_path()
+    if not path.exists():
+        return []
+    con = connect(db_path)  # read-write: applies the schema, so an older database has the table
+    try:
+        return con.sql("SELECT * FROM probes WHERE model = ? AND dataset = ? ORDER BY finished_at DESC",
+                       params=[model, dataset]).to_arrow_table().to_pylist()
     finally:
         con.close()
