@@ -184,7 +184,8 @@ def _open_or_create(path: str, layout: zstore.Layout, ds: Dataset, meta: dict, o
     if existing is not None and not overwrite:
         if existing.attrs.get("fingerprint") != meta["fingerprint"]:
             raise SnError(f"store {path} was made with other arguments (model, dataset, sites, layers, dtype or "
-                          "baseline differ); pass --overwrite to replace it or choose another --store")
+                          "baseline differ); to replace it pass --overwrite (Python: overwrite=True), or choose "
+                          "another --store (Python: store=...)")
         if existing.attrs.get("complete"):
             return None, False
         return existing, False

@@ -202,7 +202,7 @@ def test_runs_and_artifacts_list_what_exists(artifact, run, monkeypatch, capsys)
     assert code == 0, err
     (row,) = csv_rows(out)
     assert (row["artifact"], row["run_id"], row["on_disk"]) == (str(path.resolve()), run_id, "true")
-    assert float(row["early_exit"]) == pytest.approx(early) and row["n_neurons"] == "1"
+    assert float(row["early_exit"]) == pytest.approx(early) and row["n_neurons"] == "1" and "speedup_q3" in row
     code, out, _ = sn_main(monkeypatch, capsys, ["runs", "--db", db, "--dataset", "no-such-dataset"])
     assert code == 0 and run_id not in out
 
