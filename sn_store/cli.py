@@ -138,6 +138,9 @@ def search(
     dask_address: Annotated[str | None, typer.Option(envvar="SN_DASK_ADDRESS", help="A dask.distributed "
                                                         "scheduler (tcp://host:port). Default: local threads.")] = None,
     ensemble_k: Annotated[int, typer.Option(help="Neurons (per class) in the majority-vote ensemble.")] = 5,
+    sav: Annotated[bool | None, typer.Option("--sav/--no-sav", help="The SAV baseline (attention heads). Default: "
+                                             "when the store has the attn site and attn_heads.")] = None,
+    sav_heads: Annotated[int, typer.Option(help="Attention heads voting in the SAV baseline.")] = 20,
     db: DbOpt = None,
 ) -> None:
     """Fit a threshold classifier to every neuron of a store and write the leaderboard to DuckDB.
@@ -147,7 +150,8 @@ def search(
     from .leaderboard import query
     from .search import search as run
 
-    run_id = run(store, mode, n_grid=n_grid, dask_address=dask_address, ensemble_k=ensemble_k, db=db)
+    run_id = run(store, mode, n_grid=n_grid, dask_address=dask_address, ensemble_k=ensemble_k, db=db, sav=sav,
+                 sav_heads=sav_heads)
     summary = query(db, f"SELECT method, split, acc, bal_acc, f1, mcc, n FROM evaluations WHERE run_id = '{run_id}' "
                         "ORDER BY split DESC, method")
     _print_table(summary, f"run {run_id}", Console(stderr=True, width=None if sys.stderr.isatty() else 160))

@@ -157,7 +157,12 @@ def extract(model: str | Adapter, dataset: str | DatasetSpec | Dataset, *, store
         "verbalizers": spec.class_verbalizers, "verbalizer_ids": verbalizer_ids,
         "chunks": [chunk_samples, chunk_neurons], "classes": list(spec.classes),
     }
+    variants = meta["dataset"]["spec"].pop("prompt_variants", None)  # they do not change what is stored
     meta["fingerprint"] = fingerprint(meta)
+    if variants:
+        meta["dataset"]["spec"]["prompt_variants"] = variants
+    if "attn" in sites:  # recorded beside the fingerprint: stores made before it resume unchanged
+        meta["attn_heads"] = adapter.model.config.get_text_config().num_attention_heads
     group, created = _open_or_create(path, layout, ds, meta, overwrite)
     if group is None:
         return path  # already complete with these arguments

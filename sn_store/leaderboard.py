@@ -140,8 +140,10 @@ def _insert_evaluations(con, rows: list[list]) -> None:
         con.executemany(f"INSERT INTO evaluations VALUES ({', '.join('?' * (len(EVALUATION_FIELDS) + 1))})", rows)
 
 
-def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = ()) -> str:
-    """Store one run, all its neuron rows and its evaluations in one transaction; returns the run id."""
+def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (),
+              sav_heads: pa.Table | None = None) -> str:
+    """Store one run, all its neuron rows, its evaluations and its SAV heads in one transaction; returns the run
+    id."""
     missing = [c for c in NEURON_COLUMNS if c not in neurons.column_names]
     if missing:
         raise SnError(f"neuron table lacks column(s) {missing}")
@@ -161,6 +163,11 @@ def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (
                         [row["run_id"]])  # fmt: skip
             con.unregister("_sn_new_neurons")
             _insert_evaluations(con, eval_rows)
+            if sav_heads is not None:
+                con.register("_sn_new_heads", sav_heads)
+                con.execute("INSERT INTO sav_heads SELECT ?, rank, layer, head, probe_acc, eval_acc FROM _sn_new_heads",
+                            [row["run_id"]])
+                con.unregister("_sn_new_heads")
     except duckdb.ConstraintException as exc:
         raise SnError(f"run id {row['run_id']!r} is already in the database") from exc
     except duckdb.Error as exc:

@@ -128,16 +128,20 @@ def to_table(parts: list[dict], group: zarr.Group) -> pa.Table:
 
 def search(store: str, mode: str = "exact", *, n_grid: int = 61, dask_address: str | None = None,
            ensemble_k: int = 5, db: str | None = None, block_neurons: int | None = None,
-           progress: bool = True) -> str:
-    """Search every neuron of `store`, evaluate the model, the best SN and the top-k ensemble, and write it all to
-    the DuckDB leaderboard in one transaction. Returns the run id."""
+           progress: bool = True, sav: bool | None = None, sav_heads: int = 20) -> str:
+    """Search every neuron of `store`, evaluate the model, the best SN, the top-k ensemble and the SAV baseline,
+    and write it all to the DuckDB leaderboard in one transaction. Returns the run id.
+
+    `sav`: None runs SAV when the store allows it (an `attn` site and `attn_heads`), True requires it, False
+    skips it."""
     from .evaluate import evaluate_run
     from .leaderboard import write_run
 
     if ensemble_k < 1:
         raise SnError("--ensemble-k must be at least 1")
+    sav_result = _sav(store, sav, sav_heads)
     table = fit_store(store, mode, n_grid, dask_address, block_neurons, progress)
-    evaluations = evaluate_run(store, table, ensemble_k)
+    evaluations = evaluate_run(store, table, ensemble_k) + (sav_result.evaluations if sav_result else [])
     group = zarr.open_group(store, mode="r")
     split = np.asarray(group["split"][:]).astype(object)
     attrs = group.attrs
@@ -148,4 +152,16 @@ def search(store: str, mode: str = "exact", *, n_grid: int = 61, dask_address: s
         "model_config_hash": attrs["model"]["config_hash"], "store_fingerprint": attrs.get("fingerprint"),
         "ensemble_k": ensemble_k,
     }
-    return write_run(db, run, table, evaluations)
+    return write_run(db, run, table, evaluations, sav_result.heads if sav_result else None)
+
+
+def _sav(store: str, wanted: bool | None, n_heads: int):
+    """The SAV baseline of the store, or None when it was not wanted or (not required and) not possible."""
+    from .sav import fit_sav, sav_refusal
+
+    if wanted is False:
+        return None
+    refusal = sav_refusal(zstore.open_finished(store), store)
+    if refusal and wanted is None:
+        return None
+    return fit_sav(store, n_heads)  # refuses, naming what is missing, when SAV was asked for

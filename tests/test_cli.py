@@ -68,7 +68,7 @@ def test_four_searches_into_one_database_at_once(run):
     counts = dict(line.replace('"', "").split(",") for line in res.stdout.split()[1:])
     assert counts == {r: str(4 * 256) for r in run_ids}
     res = sn("sql", "SELECT count(*) AS n FROM evaluations", "--db", db, "--csv")
-    assert res.stdout.split()[1] == str(4 * 6)
+    assert res.stdout.split()[1] == str(4 * 8)  # model, sn, sn_ensemble, sav on probe and eval
 
 
 HEAVY = ("torch", "transformers", "xarray", "dask", "prefect")
