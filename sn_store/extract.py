@@ -108,7 +108,7 @@ def _batches(ds: Dataset, chunks: list[tuple[int, int]], batch_size: int) -> Ite
 
 def _prepare(adapter: Adapter, ds: Dataset, a: int, b: int) -> dict[str, torch.Tensor]:
     samples = ds.samples[a:b]
-    return adapter.to_device(adapter.build_inputs([s.load_image() for s in samples], [s.question for s in samples]))
+    return adapter.to_device(adapter.build_inputs([s.load_images() for s in samples], [s.question for s in samples]))
 
 
 def _to_store_dtype(acts: np.ndarray, dtype: str, ds: Dataset, a: int, layers: list[int]) -> np.ndarray:
