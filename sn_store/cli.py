@@ -325,6 +325,22 @@ def report(
 
 
 @app.command()
+def transfer(
+    run: Annotated[str, typer.Option(help="Run id whose SNs to evaluate.")],
+    store: Annotated[str, typer.Option(help="Another activation store of the same model with the same classes "
+                                       "(e.g. shapes-exist-shift for a run on shapes-exist).")],
+    db: DbOpt = None,
+) -> None:
+    """Evaluate a run's best SN and ensemble (chosen on its own probe split), and the base model, on another store:
+    a distribution shift. The rows go to the `transfers` table."""
+    from .analyses import transfer as run_transfer
+
+    table = run_transfer(db, run, store)
+    _print_table(table.select(["target_dataset", "method", "split", "acc", "bal_acc", "f1", "mcc", "n"]),
+                 f"run {run} on {store}")
+
+
+@app.command()
 def serve(
     cron: Annotated[str | None, typer.Option(help="Cron schedule of the reprobe deployment (default daily "
                                                 "03:00, or $SN_REPROBE_CRON).")] = None,
