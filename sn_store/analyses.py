@@ -535,8 +535,9 @@ def plot_transfer(table: pa.Table, path, source: dict[str, float] | None = None)
 
 # --- for the report -------------------------------------------------------------------------------------------------
 def write_figures(db, run_id: str, out_dir) -> list[Figure]:
-    """Every analysis that applies to the run, computed (or, for prompts and transfers, read when recorded) and
-    drawn as `out_dir/<name>.png`. Prompt robustness runs when the spec has variants and nothing is recorded."""
+    """Every analysis that applies to the run, drawn as `out_dir/<name>.png`. The cheap ones are computed; the
+    probe-size curve and prompt robustness are read when recorded, else computed (prompts: when the spec has
+    variants); transfers are read (`sn transfer` records them). Without the run's store: what SQL alone gives."""
     out, figs = Path(out_dir), []
     has_store = zstore.open_group(leaderboard.run_row(db, run_id)["store"]) is not None  # else: SQL-only figures
 
@@ -551,8 +552,10 @@ def write_figures(db, run_id: str, out_dir) -> list[Figure]:
     agreement = agreement_vs_accuracy(db, run_id)
     if agreement.num_rows and agreement["model_eval_acc"][0].as_py() is not None:
         add("agreement", "Agreement with the base model against accuracy", agreement, plot_agreement)
-    if has_store:
-        add("probe_size", "Probe-set size against eval figures", probe_size_curve(db, run_id), plot_probe_size)
+    sizes = _select(db, "SELECT * FROM probe_size_curves WHERE run_id = ? ORDER BY method, size, seed", [run_id])
+    if has_store and not sizes.num_rows:  # many searches: computed once, then read
+        sizes = probe_size_curve(db, run_id)
+    add("probe_size", "Probe-set size against eval figures", sizes, plot_probe_size)
     robust = _robustness_for_report(db, run_id) if has_store else prompt_robustness_rows(db, run_id)
     add("prompt_robustness", "Reworded prompts", robust, plot_prompt_robustness)
     own = {r["method"]: r["acc"] for r in leaderboard.run_evaluations(db, run_id) if r["split"] == "eval"}
