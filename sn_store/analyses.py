@@ -56,11 +56,7 @@ def _store_rows(db, name: str, table: pa.Table, where: dict) -> pa.Table:
 
 
 def _select(db, sql: str, params: list) -> pa.Table:
-    con = leaderboard.connect(db, read_only=True)
-    try:
-        return con.sql(sql, params=params).to_arrow_table()
-    finally:
-        con.close()
+    return leaderboard.read_table(db, sql, params)
 
 
 def _labels(group: zarr.Group) -> tuple[np.ndarray, np.ndarray]:

@@ -199,3 +199,18 @@ def test_write_figures_pngs(sn_tiny_run, tmp_path):
             pixels = np.asarray(im.convert("RGB"), dtype=np.int16)
         assert pixels.std() > 10 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20, f.name  # drawn on
 
+
+
+def test_a_database_older_than_the_analyses_is_migrated_on_read(sn_tiny_run, tmp_path):
+    import duckdb
+
+    from sn_store.sav import sav_heads
+
+    db, run_id = sn_tiny_run
+    old = tmp_path / "old.duckdb"
+    shutil.copy(db, old)
+    con = duckdb.connect(str(old))
+    con.execute("DROP VIEW neurons_beating_model; DROP TABLE sav_heads")
+    con.close()
+    assert len(analyses.layer_counts(old, run_id)) == len(analyses.layer_counts(db, run_id)) > 0
+    assert sav_heads(old, run_id).num_rows == 0  # the table is back, empty: this run's heads were dropped with it
