@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 datasets_app = typer.Typer(help="Dataset specs: built-in and registered.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+models_app = typer.Typer(help="Model families.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 # Piped output (CI, files) gets a wide fixed width instead of rich's 80 columns, so tables keep their headers.
 console = Console(width=None if sys.stdout.isatty() else 160)
 
@@ -40,8 +42,8 @@ def _prefect_api(url: str | None) -> str | None:
 
 # Every option that more than one command takes is declared (and validated) once, here.
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="HF hub id, local model directory, or a built-in "
-                                       "name (sn-tiny-llava: trained; tiny-llava, tiny-qwen2-vl, tiny-idefics3: "
-                                       "random weights).")]
+                                       "name (sn-tiny-llava: trained; tiny-<family>: random weights, see "
+                                       "`sn models list`).")]
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="A dataset spec file (YAML) or a built-in or "
                                          "registered name (see `sn datasets list`).")]
 SourceOpt = Annotated[str | None, typer.Option("--source", help="Where the dataset's data is, instead of the spec's "
@@ -482,6 +484,17 @@ def datasets_import(
 
     path = import_tsv(tsv, name, db)
     print(path)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the model families (HF model types): built-in tiny model and the reference checkpoints each follows."""
+    from .models import registered
+
+    table = Table("family", "built-in tiny model", "reference checkpoints")
+    for model_type, family in sorted(registered().items()):
+        table.add_row(model_type, family.tiny_name, ", ".join(family.checkpoints))
+    console.print(table)
 
 
 def main() -> None:
