@@ -376,6 +376,20 @@ def transfers(db, run_id: str) -> pa.Table:
     return _select(db, "SELECT * FROM transfers WHERE run_id = ? ORDER BY target_store, method, split", [run_id])
 
 
+def transfer_suite(db, run_ids: list[str]) -> list[str]:
+    """Record the built-in shifts (`SUITE_TRANSFERS`) among these runs: each run of a source task evaluated on the
+    store of a run of its shifted task by the same model. Returns the source runs that got a transfer."""
+    runs = [leaderboard.run_row(db, r) for r in run_ids]
+    done = []
+    for src in runs:
+        targets = [r for r in runs if r["dataset"] == SUITE_TRANSFERS.get(src["dataset"])
+                   and r["model_config_hash"] == src["model_config_hash"]]
+        for dst in targets[-1:]:
+            transfer(db, src["run_id"], dst["store"])
+            done.append(src["run_id"])
+    return done
+
+
 @dataclass(frozen=True)
 class Figure:
     name: str  # file stem of the PNG

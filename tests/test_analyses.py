@@ -140,7 +140,7 @@ def test_prompt_robustness(sn_tiny_run, sn_tiny_store):
 
 
 def test_transfer(sn_tiny_run, sn_tiny_store, tmp_path_factory):
-    from sn_store import extract
+    from sn_store import extract, search
     from sn_store.datasets import load_dataset
 
     db, run_id = sn_tiny_run
@@ -158,6 +158,9 @@ def test_transfer(sn_tiny_run, sn_tiny_store, tmp_path_factory):
                                 - float(best["threshold"])) > 0
     assert rows[("sn", "all")]["acc"] == pytest.approx(np.mean(fires == (y == 1)), abs=1e-6)
     assert len(analyses.transfers(db, run_id)) == 2 * 3 * 3  # two targets x three methods x (probe, eval, all)
+    shift_run = search(shift, db=db, progress=False, sav=False)
+    assert analyses.transfer_suite(db, [shift_run, run_id]) == [run_id]  # shapes-exist -> shapes-exist-shift
+    assert analyses.transfer_suite(db, [shift_run]) == []
 
     other = tmp_path_factory.mktemp("other") / "other.zarr"
     shutil.copytree(shift, other)
@@ -195,3 +198,4 @@ def test_write_figures_pngs(sn_tiny_run, tmp_path):
             assert im.format == "PNG" and im.width >= 400 and im.height >= 250, (f.name, im.size)
             pixels = np.asarray(im.convert("RGB"), dtype=np.int16)
         assert pixels.std() > 10 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20, f.name  # drawn on
+
