@@ -140,10 +140,12 @@ def test_the_nine_families_are_registered_and_listed():
 
 
 def test_a_hub_id_offline_is_one_line_saying_how_to_point_at_a_local_folder(monkeypatch):
+    import huggingface_hub.constants
+
     from sn_store.errors import SnError
     from sn_store.models import load_model
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # fail fast as a machine without network does
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail fast, no retries
     with pytest.raises(SnError) as err:
         load_model("llava-hf/llava-1.5-7b-hf-not-cached", device="cpu")
     message = str(err.value)
