@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from . import store as zstore
 from .errors import SnError
+from .sav import fit_sav, sav_refusal
 from .search_kernel import COLUMNS, fit_block
 
 MODES = ("exact", "grid")
@@ -139,8 +140,9 @@ def search(store: str, mode: str = "exact", *, n_grid: int = 61, dask_address: s
 
     if ensemble_k < 1:
         raise SnError("--ensemble-k must be at least 1")
-    sav_result = _sav(store, sav, sav_heads)
+    run_sav = _sav_wanted(store, sav, sav_heads)  # refused before the search, not after it
     table = fit_store(store, mode, n_grid, dask_address, block_neurons, progress)
+    sav_result = fit_sav(store, sav_heads) if run_sav else None
     evaluations = evaluate_run(store, table, ensemble_k) + (sav_result.evaluations if sav_result else [])
     group = zarr.open_group(store, mode="r")
     split = np.asarray(group["split"][:]).astype(object)
@@ -155,13 +157,14 @@ def search(store: str, mode: str = "exact", *, n_grid: int = 61, dask_address: s
     return write_run(db, run, table, evaluations, sav_result.heads if sav_result else None)
 
 
-def _sav(store: str, wanted: bool | None, n_heads: int):
-    """The SAV baseline of the store, or None when it was not wanted or (not required and) not possible."""
-    from .sav import fit_sav, sav_refusal
-
+def _sav_wanted(store: str, wanted: bool | None, n_heads: int) -> bool:
+    """Whether to run SAV: never when not wanted, when possible when unspecified; required: refused (naming what
+    the store lacks) when impossible."""
     if wanted is False:
-        return None
+        return False
+    if n_heads < 1:
+        raise SnError("--sav-heads must be at least 1")
     refusal = sav_refusal(zstore.open_finished(store), store)
-    if refusal and wanted is None:
-        return None
-    return fit_sav(store, n_heads)  # refuses, naming what is missing, when SAV was asked for
+    if refusal and wanted:
+        raise SnError(refusal)
+    return refusal is None
