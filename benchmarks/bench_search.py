@@ -37,14 +37,15 @@ def build(path: str, n_layers: int, n_probe: int, n_eval: int, seed: int = 0) ->
                            classes=["no", "yes"], sample_ids=[f"s{i}" for i in range(n)])
     attrs = {"classes": ["no", "yes"], "sites": list(WIDTHS), "model": {"id": "synthetic", "config_hash": "-"},
              "dataset": {"name": "synthetic", "content_hash": "-"}}
-    group = zstore.create(path, layout, y, ["probe"] * n_probe + ["eval"] * n_eval, attrs)
+    writer = zstore.StoreWriter.create(path, layout, y, ["probe"] * n_probe + ["eval"] * n_eval, attrs)
     for layer in range(n_layers):
         acts = rng.standard_normal((n, layout.n_neurons), dtype=np.float32)
         planted = rng.choice(layout.n_neurons, 64, replace=False)  # 64 informative neurons per layer
         acts[:, planted] += rng.uniform(0.2, 2.0, 64) * (2 * y[:, None] - 1)
-        group["activations"][:, layer, :] = acts.astype(np.float16)
-    group["model_pred"][:] = np.where(rng.random(n) < 0.8, y, 1 - y)
-    zstore.finish(group)
+        writer.arrays["activations"][:, layer, :] = acts.astype(np.float16)
+    writer.arrays["model_pred"][:] = np.where(rng.random(n) < 0.8, y, 1 - y)
+    writer.arrays["model_logits"][:] = 0.0
+    writer.finish()
     return y
 
 

@@ -12,6 +12,7 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
@@ -140,8 +141,10 @@ def _insert_evaluations(con, rows: list[list]) -> None:
         con.executemany(f"INSERT INTO evaluations VALUES ({', '.join('?' * (len(EVALUATION_FIELDS) + 1))})", rows)
 
 
-def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = ()) -> str:
-    """Store one run, all its neuron rows and its evaluations in one transaction; returns the run id."""
+def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (),
+              check: Callable[[], None] | None = None) -> str:
+    """Store one run, all its neuron rows and its evaluations in one transaction; returns the run id.
+    `check` runs last inside the transaction: if it raises, nothing is written (e.g. the store changed meanwhile)."""
     missing = [c for c in NEURON_COLUMNS if c not in neurons.column_names]
     if missing:
         raise SnError(f"neuron table lacks column(s) {missing}")
@@ -161,6 +164,8 @@ def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (
                         [row["run_id"]])  # fmt: skip
             con.unregister("_sn_new_neurons")
             _insert_evaluations(con, eval_rows)
+            if check is not None:
+                check()
     except duckdb.ConstraintException as exc:
         raise SnError(f"run id {row['run_id']!r} is already in the database") from exc
     except duckdb.Error as exc:
