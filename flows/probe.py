@@ -17,6 +17,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NONE
+from sn_store.flows.report import report_task
 
 import sn_store
 from sn_store.artifact import EarlyExitClassifier
@@ -96,7 +97,8 @@ def probe(config: ProbeConfig = ProbeConfig()) -> dict:
     best = next(r for r in rows if r["rank"] == 1)
     create_markdown_artifact(summary_markdown(config, run_id, store, artifact, speed["exit_layer"], speed, best),
                              key="probe-summary", description=f"{config.model} on {config.dataset}")
-    return {"run_id": run_id, "store": store, "artifact": artifact, "speedup": speed["speedup"]}
+    report = report_task(run_id, db=config.db)  # last: the page shows the early exit's speed-up
+    return {"run_id": run_id, "store": store, "artifact": artifact, "speedup": speed["speedup"], "report": report}
 
 
 if __name__ == "__main__":

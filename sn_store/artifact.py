@@ -44,12 +44,11 @@ from .manifest import (
     write_manifest,
 )
 from .models import Adapter, adapter_class
-from .models.base import StopForward, execution_order
 
 __all__ = ["FORMAT", "MANIFEST", "WEIGHTS", "EarlyExitClassifier", "build", "staging"]
 
 
-# --- trimming the model ------------------------------------------------------------------------------------------
+# --- the exit ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ExitPlan:
     """Which parts of the exit layer the neurons need."""
@@ -67,74 +66,24 @@ class ExitPlan:
         return cls(exit_layer, full, rows)
 
 
-def _rows(linear: torch.nn.Linear, rows: tuple[int, ...]) -> torch.nn.Linear:
-    out = torch.nn.Linear(linear.in_features, len(rows), bias=linear.bias is not None,
-                          dtype=linear.weight.dtype, device=linear.weight.device)
-    with torch.no_grad():
-        out.weight.copy_(linear.weight[list(rows)])
-        if linear.bias is not None:
-            out.bias.copy_(linear.bias[list(rows)])
-    return out
-
-
-def trim(adapter: Adapter, plan: ExitPlan) -> None:
-    """Cut the model in place after what the exit needs: later layers, final norm, LM head, and the tail of the
-    exit layer (the modules after the neurons become identities and are never run: the last tap stops the pass)."""
-    decoder = adapter.decoder
-    decoder.layers = decoder.layers[: plan.exit_layer + 1]
-    decoder.norm = torch.nn.Identity()
-    adapter.model.lm_head = torch.nn.Identity()
-    if plan.full_last:
-        return
-    layer = decoder.layers[plan.exit_layer]
-    if plan.mlp_rows:
-        layer.mlp.gate_proj = _rows(layer.mlp.gate_proj, plan.mlp_rows)
-        layer.mlp.up_proj = _rows(layer.mlp.up_proj, plan.mlp_rows)
-        layer.mlp.down_proj = torch.nn.Identity()
-    else:
-        layer.mlp = torch.nn.Identity()
-        layer.self_attn.o_proj = torch.nn.Identity()
-
-
-def trimmed_config(config, exit_layer: int):
-    config = config.__class__.from_dict(config.to_dict())
-    text = config.get_text_config()
-    text.num_hidden_layers = exit_layer + 1
-    if getattr(text, "layer_types", None):
-        text.layer_types = text.layer_types[: exit_layer + 1]
-    return config
-
-
-# --- reading the neurons -----------------------------------------------------------------------------------------
 class Taps:
-    """Forward hooks that read each exit neuron at the last position; the last one in execution order stops."""
+    """The exit neurons' values at the last position, read by the adapter's recorder, which stops the pass once
+    every site they live in has fired."""
 
     def __init__(self, adapter: Adapter, neurons: list[Neuron], plan: ExitPlan):
-        self.adapter, self.neurons, self.plan = adapter, neurons, plan
-        self.values: torch.Tensor | None = None
+        self.neurons, self.plan = neurons, plan
+        self.recorder = adapter.recorder({(n.layer, n.site) for n in neurons}, stop=True).attach()
 
     def _column(self, n: Neuron) -> int:
+        """Where neuron `n` is in its site's vector (the exit layer's trimmed mlp keeps only the needed rows)."""
         trimmed = n.site == "mlp" and n.layer == self.plan.exit_layer and not self.plan.full_last
         return self.plan.mlp_rows.index(n.index) if trimmed else n.index
 
-    def attach(self) -> list:
-        groups: dict[tuple[int, str], list[tuple[int, int]]] = {}
-        for j, n in enumerate(self.neurons):
-            groups.setdefault((n.layer, n.site), []).append((j, self._column(n)))
-        last = max(groups, key=execution_order)
-        return [self.adapter.hook_site(layer, site, self._recorder(cols, (layer, site) == last))
-                for (layer, site), cols in groups.items()]
-
-    def _recorder(self, cols: list[tuple[int, int]], stop: bool):
-        dest = [j for j, _ in cols]
-        src = [c for _, c in cols]
-
-        def record(x):
-            self.values[:, dest] = x[:, -1, src].float()
-            if stop:
-                raise StopForward
-
-        return record
+    def values(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(batch, n_neurons) on the model's device."""
+        self.recorder.run(inputs)
+        got = self.recorder.values
+        return torch.stack([got[(n.layer, n.site)][:, self._column(n)] for n in self.neurons], dim=1)
 
 
 # --- the classifier ----------------------------------------------------------------------------------------------
@@ -153,7 +102,6 @@ class EarlyExitClassifier:
         self.plan = ExitPlan.of(self.neurons)
         self.activation_dtype = getattr(np, manifest.activation_dtype)
         self._taps = Taps(adapter, self.neurons, self.plan)
-        self._handles = self._taps.attach()
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, db: str | Path | None = None,
@@ -175,7 +123,7 @@ class EarlyExitClassifier:
             model = AutoModelForImageTextToText.from_config(config, dtype=dtype, trust_remote_code=False)
         adapter = family(model, family.load_processor(str(path)), source=manifest.model.id)
         _check_widths(path, adapter, manifest)
-        trim(adapter, ExitPlan.of(manifest.neuron_list()))
+        adapter.trim(ExitPlan.of(manifest.neuron_list()))
         try:
             model.load_state_dict(_weights(path), strict=True)
         except RuntimeError as exc:
@@ -186,10 +134,9 @@ class EarlyExitClassifier:
     def activations(self, images: list, questions: list[str]) -> np.ndarray:
         """(batch, n_neurons) exit-neuron values, rounded to the store's dtype as the search saw them."""
         inputs = self.adapter.to_device(self.adapter.build_inputs(images, questions))
-        self._taps.values = torch.empty((len(questions), len(self.neurons)), device=self.adapter.device)
         with torch.inference_mode():
-            self.adapter.forward(inputs)
-        return self._taps.values.cpu().numpy().astype(self.activation_dtype)
+            values = self._taps.values(inputs)
+        return values.cpu().numpy().astype(self.activation_dtype)
 
     def question(self, text: str) -> str:
         """The user text as the dataset layer built it for the search: the question and the task suffix."""
@@ -276,8 +223,8 @@ def build(adapter: Adapter, neurons: list[Neuron], out: Path, **fields) -> Manif
     """Write the artifact of `neurons` from a loaded full model into the empty directory `out` (trims `adapter`);
     `fields` are the manifest's other fields. The manifest is written last, not yet finished."""
     plan = ExitPlan.of(neurons)
-    config = trimmed_config(adapter.model.config, plan.exit_layer)
-    trim(adapter, plan)
+    config = adapter.trimmed_config(adapter.model.config, plan.exit_layer)
+    adapter.trim(plan)
     state = {k: v.contiguous() for k, v in adapter.model.state_dict().items()}
     save_file(state, out / WEIGHTS, metadata={"format": "pt"})
     config.save_pretrained(out)
@@ -351,11 +298,11 @@ def _put(tmp: Path, out: Path) -> None:
 
 
 @contextmanager
-def staging(out: Path):
+def staging(out: Path, check=check_destination):
     """A new folder beside `out` (`.NAME.staging-XXXX`), moved to `out` when the block succeeds and removed when
-    it fails. `out` must pass `check_destination`, before and after. Staging folders that killed exports to `out`
-    left are removed first."""
-    check_destination(out)
+    it fails. `out` must pass `check` (an export's destination; reports bring theirs), before and after. Staging
+    folders that killed exports to `out` left are removed first."""
+    check(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -370,7 +317,7 @@ def staging(out: Path):
         os.close(lock)
     try:
         yield tmp
-        check_destination(out)  # the export took a while: look again
+        check(out)  # the export took a while: look again
         _put(tmp, out)
     finally:
         os.close(lock)

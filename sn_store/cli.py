@@ -94,6 +94,9 @@ def demo(
                   highlight=False)
     console.print("Prefect UI:            infra/stack.sh start, then open http://127.0.0.1:4200 (see README)",
                   highlight=False)
+    from .report import write_suite_report
+
+    console.print(f"Report:                {write_suite_report(run_ids, db=db)}", soft_wrap=True, highlight=False)
 
 
 def _pct(x) -> str:
@@ -123,6 +126,9 @@ def search(
     dask_address: Annotated[str | None, typer.Option(envvar="SN_DASK_ADDRESS", help="A dask.distributed "
                                                         "scheduler (tcp://host:port). Default: local threads.")] = None,
     ensemble_k: Annotated[int, typer.Option(help="Neurons (per class) in the majority-vote ensemble.")] = 5,
+    sav: Annotated[bool | None, typer.Option("--sav/--no-sav", help="The SAV baseline (attention heads). Default: "
+                                             "when the store has the attn site and attn_heads.")] = None,
+    sav_heads: Annotated[int, typer.Option(help="Attention heads voting in the SAV baseline.")] = 20,
     db: DbOpt = None,
 ) -> None:
     """Fit a threshold classifier to every neuron of a store and write the leaderboard to DuckDB.
@@ -132,7 +138,8 @@ def search(
     from .leaderboard import query
     from .search import search as run
 
-    run_id = run(store, mode, n_grid=n_grid, dask_address=dask_address, ensemble_k=ensemble_k, db=db)
+    run_id = run(store, mode, n_grid=n_grid, dask_address=dask_address, ensemble_k=ensemble_k, db=db, sav=sav,
+                 sav_heads=sav_heads)
     summary = query(db, f"SELECT method, split, acc, bal_acc, f1, mcc, n FROM evaluations WHERE run_id = '{run_id}' "
                         "ORDER BY split DESC, method")
     _print_table(summary, f"run {run_id}", Console(stderr=True, width=None if sys.stderr.isatty() else 160))
@@ -291,6 +298,18 @@ def probe(
     result = probe_flow(config)
     console.print(f"run [bold]{result['run_id']}[/]: artifact {result['artifact']}, early exit "
                   f"{result['speedup']:.2f}x faster than generate")
+
+
+@app.command()
+def report(
+    run: Annotated[str, typer.Argument(help="Run id (see `sn sql \"SELECT run_id, model, dataset FROM runs\"`).")],
+    out: Annotated[str | None, typer.Option(help="Report folder. Default: $SN_HOME/reports/RUN")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Write a run's report, DIR/index.html: results, plots, top neurons, provenance. It reads offline."""
+    from .report import write_report
+
+    print(write_report(run, out, db=db))
 
 
 @app.command()

@@ -8,7 +8,6 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from .datasets import Dataset, DatasetSpec, load_dataset
 from .datasets.options import allowed_argmax
 from .errors import SnError
 from .models import SITES, Adapter, config_hash, load_model
-from .models.base import StopForward, execution_order
 from .workspace import subdir
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -60,7 +58,7 @@ def parse_sites(sites: str | list[str] | None) -> list[str]:
 
 @dataclass
 class Capture:
-    """Forward hooks writing the last-position vector of each (layer, site) into one (batch, layer, neuron) buffer."""
+    """The last-position vector of each (layer, site), laid out as one (batch, layer, neuron) array."""
 
     adapter: Adapter
     layers: list[int]
@@ -68,48 +66,31 @@ class Capture:
     stop_early: bool
 
     def __post_init__(self):
-        widths = [self.adapter.site_width(s) for s in self.sites]
-        self.offsets = dict(zip(self.sites, np.cumsum([0] + widths[:-1]).tolist()))
-        self.widths = dict(zip(self.sites, widths))
-        self.buffer: torch.Tensor | None = None
-
-    @contextmanager
-    def hooks(self):
-        final = max(((layer, s) for layer in self.layers for s in self.sites), key=execution_order)
-        handles = []
-        for li, layer in enumerate(self.layers):
-            for site in self.sites:
-                last = self.stop_early and (layer, site) == final
-                handles.append(self._register(li, layer, site, last))
-        try:
-            yield self
-        finally:
-            for h in handles:
-                h.remove()
-
-    def _register(self, li: int, layer: int, site: str, last: bool):
-        a, w = self.offsets[site], self.widths[site]
-
-        def record(x: torch.Tensor) -> None:
-            self.buffer[:, li, a : a + w] = x[:, -1, :]
-            if last:
-                raise StopForward
-
-        return self.adapter.hook_site(layer, site, record)
+        wanted = [(layer, site) for layer in self.layers for site in self.sites]
+        self.recorder = self.adapter.recorder(wanted, stop=self.stop_early)
 
     def run(self, inputs: dict[str, torch.Tensor], verbalizer_ids: list[int] | None):
         """One forward pass; returns (activations, verbalizer logits or None) on the CPU."""
-        batch = inputs["input_ids"].shape[0]
-        width = sum(self.widths.values())
-        self.buffer = torch.empty((batch, len(self.layers), width), dtype=torch.float32, device=self.adapter.device)
-        out = self.adapter.forward(inputs, logits_to_keep=1)
+        out = self.recorder.run(inputs, logits_to_keep=1)
+        got = self.recorder.values
+        acts = torch.stack([torch.cat([got[(layer, s)] for s in self.sites], dim=-1) for layer in self.layers], dim=1)
         logits = None if out is None or verbalizer_ids is None else out.logits[:, -1, verbalizer_ids]
-        return self.buffer.cpu().numpy(), None if logits is None else logits.float().cpu().numpy()
+        return acts.cpu().numpy(), None if logits is None else logits.float().cpu().numpy()
 
 
 def fingerprint(meta: dict) -> str:
     """What determines the stored values; a resumed run must match it."""
-    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(_basis(meta), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _basis(meta: dict) -> dict:
+    """The part of the store's metadata the fingerprint covers: not the fingerprint itself, not `attn_heads` and the
+    spec's prompt variants (they do not change what is stored, and stores made before them resume unchanged)."""
+    basis = {k: v for k, v in meta.items() if k not in ("fingerprint", "attn_heads")}
+    spec = basis["dataset"].get("spec") or {}
+    if "prompt_variants" in spec:
+        basis["dataset"] = {**basis["dataset"], "spec": {k: v for k, v in spec.items() if k != "prompt_variants"}}
+    return basis
 
 
 def default_store_path(model: str, dataset: str) -> str:
@@ -186,6 +167,8 @@ def extract(model: str | Adapter, dataset: str | DatasetSpec | Dataset, *, store
         "verbalizers": spec.class_verbalizers, "verbalizer_ids": verbalizer_ids,
         "chunks": [chunk_samples, chunk_neurons], "classes": list(spec.classes),
     }
+    if "attn" in sites:  # not in the fingerprint: stores made before it resume unchanged
+        meta["attn_heads"] = adapter.model.config.get_text_config().num_attention_heads
     meta["fingerprint"] = fingerprint(meta)
     writer, created = _open_or_create(path, layout, ds, meta, overwrite)
     if writer is None:
@@ -234,12 +217,12 @@ def _mismatch(path: str, old: zstore.StoreAttrs, meta: dict) -> str:
     before = old.dataset or zstore.DatasetProvenance()
     same_data = {**meta, "dataset": {**meta["dataset"], "content_hash": before.content_hash,
                                      "skipped": before.skipped}}
-    same_data.pop("fingerprint")
     if fingerprint(same_data) == old.fingerprint:
         return (f"store {path}: the dataset's content changed since this store was made (hash "
                 f"{before.content_hash} -> {meta['dataset']['content_hash']}): {fix}")
     stored = old.model_dump(exclude_unset=True)
-    differ = [k for k in meta if k != "fingerprint" and stored.get(k) != meta[k]]
+    stored = _basis(stored | {"dataset": stored.get("dataset") or {}})
+    differ = [k for k, v in _basis(meta).items() if stored.get(k) != v]
     return (f"store {path} was made with other arguments ({', '.join(differ) or 'its fingerprint'} differ): "
             f"{fix}")
 
@@ -250,7 +233,7 @@ def _run(adapter: Adapter, ds: Dataset, writer: zstore.StoreWriter, layout: zsto
     start = writer.n_done
     capture = Capture(adapter, layout.layers, layout.sites, stop_early=verbalizer_ids is None)
     bar = tqdm(total=len(ds), initial=start, unit="sample", desc="extract", disable=not progress, dynamic_ncols=True)
-    with capture.hooks(), torch.inference_mode(), ThreadPoolExecutor(1) as pool, bar:
+    with capture.recorder, torch.inference_mode(), ThreadPoolExecutor(1) as pool, bar:
         for c0, c1 in layout.sample_chunks(start):
             acts = np.empty((c1 - c0, len(layout.layers), layout.n_neurons), dtype=layout.dtype)
             logits = np.empty((c1 - c0, len(layout.classes)), dtype=np.float32)

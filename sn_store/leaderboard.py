@@ -142,9 +142,9 @@ def _insert_evaluations(con, rows: list[list]) -> None:
 
 
 def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (),
-              check: Callable[[], None] | None = None) -> str:
-    """Store one run, all its neuron rows and its evaluations in one transaction; returns the run id.
-    `check` runs last inside the transaction: if it raises, nothing is written (e.g. the store changed meanwhile)."""
+              sav_heads: pa.Table | None = None, check: Callable[[], None] | None = None) -> str:
+    """Store one run, all its neuron rows, its evaluations and its SAV heads in one transaction; returns the run
+    id. `check` runs last inside the transaction: if it raises, nothing is written (e.g. the store changed)."""
     missing = [c for c in NEURON_COLUMNS if c not in neurons.column_names]
     if missing:
         raise SnError(f"neuron table lacks column(s) {missing}")
@@ -164,6 +164,11 @@ def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (
                         [row["run_id"]])  # fmt: skip
             con.unregister("_sn_new_neurons")
             _insert_evaluations(con, eval_rows)
+            if sav_heads is not None:
+                con.register("_sn_new_heads", sav_heads)
+                con.execute("INSERT INTO sav_heads SELECT ?, rank, layer, head, probe_acc, eval_acc FROM _sn_new_heads",
+                            [row["run_id"]])
+                con.unregister("_sn_new_heads")
             if check is not None:
                 check()
     except duckdb.ConstraintException as exc:

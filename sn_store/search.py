@@ -120,18 +120,23 @@ def to_table(parts: list[dict], store: zstore.StoreReader) -> pa.Table:
 
 def search(store: str, mode: str = "exact", *, n_grid: int = 61, dask_address: str | None = None,
            ensemble_k: int = 5, db: str | None = None, block_neurons: int | None = None,
-           progress: bool = True) -> str:
-    """Search every neuron of `store`, evaluate the model, the best SN and the top-k ensemble, and write it all to
-    the DuckDB leaderboard in one transaction. Returns the run id."""
+           progress: bool = True, sav: bool | None = None, sav_heads: int = 20) -> str:
+    """Search every neuron of `store`, evaluate the model, the best SN, the top-k ensemble and the SAV baseline,
+    and write it all to the DuckDB leaderboard in one transaction. Returns the run id.
+
+    `sav`: None runs SAV when the store allows it (an `attn` site and `attn_heads`), True requires it, False
+    skips it."""
     from .evaluate import evaluate_run
     from .leaderboard import write_run
 
     if ensemble_k < 1:
         raise SnError("--ensemble-k must be at least 1")
     reader = zstore.StoreReader(store)
+    sav_result = _sav(reader, sav, sav_heads)
     table = fit_store(reader, mode, n_grid, dask_address, block_neurons, progress)
-    evaluations = evaluate_run(reader, table, ensemble_k)
-    return write_run(db, run_row(reader, mode, ensemble_k), table, evaluations, check=reader.check_unchanged)
+    evaluations = evaluate_run(reader, table, ensemble_k) + (sav_result.evaluations if sav_result else [])
+    return write_run(db, run_row(reader, mode, ensemble_k), table, evaluations,
+                     sav_result.heads if sav_result else None, check=reader.check_unchanged)
 
 
 def run_row(store: zstore.StoreReader, mode: str, ensemble_k: int) -> dict:
@@ -144,3 +149,14 @@ def run_row(store: zstore.StoreReader, mode: str, ensemble_k: int) -> dict:
         "dataset_hash": dataset.content_hash, "model_config_hash": model.config_hash,
         "store_fingerprint": store.attrs.fingerprint, "ensemble_k": ensemble_k,
     }
+
+
+def _sav(store: zstore.StoreReader, wanted: bool | None, n_heads: int):
+    """The SAV baseline of the store, or None when it was not wanted or (not required and) not possible."""
+    from .sav import fit_sav, sav_refusal
+
+    if wanted is False:
+        return None
+    if sav_refusal(store) and wanted is None:
+        return None
+    return fit_sav(store, n_heads)  # refuses, naming what is missing, when SAV was asked for

@@ -123,6 +123,15 @@ def parse_attrs(path: str, raw: dict) -> StoreAttrs:
         raise SnError(f"store {path}: attribute `{key}`: {err['msg']} (got {str(err['input'])[:60]!r})") from None
 
 
+def read_attrs(path: str | None) -> StoreAttrs | None:
+    """The store's validated attributes, or None where there is no readable store (for reports about old runs)."""
+    try:
+        group = open_group(path) if path else None
+        return None if group is None else parse_attrs(path, dict(group.attrs))
+    except SnError:
+        return None
+
+
 # ---- paths and opening -----------------------------------------------------------------------------------------
 
 def resolve(path: str | os.PathLike) -> str:

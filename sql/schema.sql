@@ -52,6 +52,16 @@ CREATE TABLE IF NOT EXISTS evaluations (
     detail  VARCHAR    -- JSON text, e.g. which neurons
 );
 
+-- The attention heads a run's SAV baseline (method `sav` in evaluations) votes with, best on probe first.
+CREATE TABLE IF NOT EXISTS sav_heads (
+    run_id    VARCHAR,
+    rank      INTEGER,
+    layer     INTEGER,
+    head      INTEGER,     -- query head within the layer's attn site
+    probe_acc REAL,
+    eval_acc  REAL
+);
+
 CREATE TABLE IF NOT EXISTS datasets (
     name         VARCHAR PRIMARY KEY,
     spec         VARCHAR,     -- YAML / JSON text of the spec
@@ -73,3 +83,30 @@ CREATE TABLE IF NOT EXISTS artifacts (
 -- sha256:<hex> of the artifact manifest's canonical body (its `digest` field): `sn predict` refuses an artifact at
 -- this path whose manifest no longer has it.
 ALTER TABLE artifacts ADD COLUMN IF NOT EXISTS manifest_digest VARCHAR;
+
+-- The paper's analyses of a run (sn_store.analyses); each function replaces its run's rows.
+-- Fig. 3a: accuracy of the run's top neurons for every threshold alpha of the grid over [-3, 3].
+CREATE TABLE IF NOT EXISTS threshold_curves (
+    run_id VARCHAR, class VARCHAR, rank INTEGER, site VARCHAR, layer INTEGER, neuron INTEGER, polarity TINYINT,
+    alpha REAL, split VARCHAR, acc REAL
+);
+
+-- Fig. 5: eval figures of the best SN re-selected on stratified probe subsets (method sn, per size and seed) and of
+-- the base model (method model, seed -1). Precision, recall, F1: of the positive class (K = 2) or macro (K > 2).
+CREATE TABLE IF NOT EXISTS probe_size_curves (
+    run_id VARCHAR, method VARCHAR, size INTEGER, seed INTEGER, acc REAL, precision REAL, recall REAL, f1 REAL,
+    neuron VARCHAR  -- JSON [[site, layer, index, polarity, threshold], ...] of the SN(s) chosen on the subset
+);
+
+-- The run's SNs under reworded prompts (a spec's prompt_variants), on the eval split; variant `original` is read
+-- from the store.
+CREATE TABLE IF NOT EXISTS prompt_robustness (
+    run_id VARCHAR, variant VARCHAR, prompt VARCHAR, method VARCHAR, split VARCHAR, acc REAL, bal_acc REAL, f1 REAL,
+    n INTEGER
+);
+
+-- Distribution shift: the run's SNs (and the base model) on another store with the same classes (`sn transfer`).
+CREATE TABLE IF NOT EXISTS transfers (
+    run_id VARCHAR, target_store VARCHAR, target_dataset VARCHAR, method VARCHAR, split VARCHAR, acc REAL,
+    bal_acc REAL, f1 REAL, mcc REAL, n INTEGER, created_at TIMESTAMP
+);

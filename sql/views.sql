@@ -84,3 +84,38 @@ SELECT r.run_id, r.model, r.dataset AS task, r.created_at, len(r.classes) AS n_c
 FROM runs AS r
 LEFT JOIN ev USING (run_id)
 LEFT JOIN art USING (run_id);
+
+-- Fig. 3b: per run, site and layer, how many neurons beat the base model on the probe split and on the eval split
+-- (a neuron counts once if any of its rows beats it). Only binary runs with a base-model evaluation have rows.
+CREATE OR REPLACE VIEW neurons_beating_model AS
+WITH base AS (
+    SELECT run_id,
+           max(acc) FILTER (WHERE split = 'probe') AS model_probe_acc,
+           max(acc) FILTER (WHERE split = 'eval') AS model_eval_acc
+    FROM evaluations
+    JOIN runs USING (run_id)
+    WHERE method = 'model' AND (runs.classes IS NULL OR len(runs.classes) = 2)
+    GROUP BY run_id
+)
+SELECT
+    n.run_id,
+    n.site,
+    n.layer,
+    count(DISTINCT n.neuron) AS n_neurons,
+    count(DISTINCT n.neuron) FILTER (WHERE nullif(n.probe_acc, 'nan'::REAL) > b.model_probe_acc) AS n_beat_probe,
+    count(DISTINCT n.neuron) FILTER (WHERE nullif(n.eval_acc, 'nan'::REAL) > b.model_eval_acc) AS n_beat_eval,
+    any_value(b.model_probe_acc) AS model_probe_acc,
+    any_value(b.model_eval_acc) AS model_eval_acc
+FROM neurons AS n
+JOIN base AS b USING (run_id)
+GROUP BY n.run_id, n.site, n.layer;
+
+-- Fig. 4: every valid neuron row with its probe rank, eval accuracy and agreement with the base model's answer on
+-- the eval split, beside the base model's eval accuracy (NULL without a base-model evaluation).
+CREATE OR REPLACE VIEW neuron_agreement AS
+SELECT t.run_id, t.rank, t.class, t.site, t.layer, t.neuron, t.probe_acc, t.eval_acc, t.agreement,
+       m.model_eval_acc
+FROM top_neurons AS t
+LEFT JOIN (SELECT run_id, max(acc) AS model_eval_acc FROM evaluations WHERE method = 'model' AND split = 'eval'
+           GROUP BY run_id) AS m USING (run_id)
+WHERE t.polarity <> 0;

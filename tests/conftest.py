@@ -61,3 +61,23 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def sn_tiny_store(tmp_path_factory):
+    """One small store of the shipped trained model (sites resid, mlp, attn; every layer) on shapes-exist."""
+    from sn_store import extract
+    from sn_store.datasets import load_dataset
+
+    path = tmp_path_factory.mktemp("sn-tiny") / "shapes-exist.zarr"
+    return extract(adapter("sn-tiny-llava"), load_dataset(small_spec("shapes-exist", n=64)), store=str(path),
+                   progress=False)
+
+
+@pytest.fixture(scope="session")
+def sn_tiny_run(sn_tiny_store, tmp_path_factory):
+    """(database path, run id) of an exact search of `sn_tiny_store` (with SAV)."""
+    from sn_store import search
+
+    db = str(tmp_path_factory.mktemp("sn-tiny-db") / "sn.duckdb")
+    return db, search(sn_tiny_store, db=db, progress=False)

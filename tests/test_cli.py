@@ -68,4 +68,35 @@ def test_four_searches_into_one_database_at_once(run):
     counts = dict(line.replace('"', "").split(",") for line in res.stdout.split()[1:])
     assert counts == {r: str(4 * 256) for r in run_ids}
     res = sn("sql", "SELECT count(*) AS n FROM evaluations", "--db", db, "--csv")
-    assert res.stdout.split()[1] == str(4 * 6)
+    assert res.stdout.split()[1] == str(4 * 8)  # model, sn, sn_ensemble, sav on probe and eval
+
+
+HEAVY = ("torch", "transformers", "xarray", "dask", "prefect")
+
+
+def heavy_imports(*argv: str) -> list[str]:
+    """The heavy packages a fresh interpreter has imported after running the CLI with `argv` (or only importing it)."""
+    code = "import sys\nfrom sn_store.cli import app\n"
+    if argv:
+        code += f"try:\n    app({list(argv)!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+    code += f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return eval(res.stdout.strip().splitlines()[-1])
+
+
+def test_quick_commands_import_nothing_heavy(run):
+    """`import sn_store.cli`, `sn --help`, `sn sql`, `sn top`, `sn datasets list` answer without torch & co."""
+    _, db, _, _ = run
+    assert heavy_imports() == []
+    for argv in (["--help"], ["sql", "SELECT 1", "--db", db], ["top", "--db", db], ["datasets", "list"]):
+        assert heavy_imports(*argv) == [], argv
+
+
+def test_the_python_api_still_loads_on_first_use():
+    code = ("import sys, sn_store\nassert 'torch' not in sys.modules\n"
+            "import sn_store.extract, sn_store.search\n"  # the submodules do not hide the functions of the same name
+            "print(callable(sn_store.extract), callable(sn_store.search), sn_store.open_store.__module__)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["True", "True", "sn_store.store"]

@@ -104,7 +104,7 @@ def test_search_writes_the_whole_run(store, tmp_path):
     n_classes = len(x.attrs["classes"])
     assert n_rows == x.sizes["layer"] * x.sizes["neuron"] * (1 if n_classes == 2 else n_classes)
     methods = con.execute("SELECT method, split FROM evaluations WHERE run_id = ? ORDER BY ALL", [run_id]).fetchall()
-    assert methods == sorted((m, s) for m in ("model", "sn", "sn_ensemble") for s in ("eval", "probe"))
+    assert methods == sorted((m, s) for m in ("model", "sav", "sn", "sn_ensemble") for s in ("eval", "probe"))
     run = con.execute("SELECT dataset, mode, n_probe, n_eval FROM runs WHERE run_id = ?", [run_id]).fetchall()[0]
     assert run == (x.attrs["dataset"]["name"], "exact", 32, 32)
     con.close()

@@ -64,7 +64,10 @@ def test_schema_is_idempotent_and_complete(tmp_path):
     con.close()
     assert tables == {"runs": "BASE TABLE", "neurons": "BASE TABLE", "evaluations": "BASE TABLE",
                       "datasets": "BASE TABLE", "artifacts": "BASE TABLE", "top_neurons": "VIEW",
-                      "layer_summary": "VIEW", "cross_dataset_neurons": "VIEW", "probe_summary": "VIEW"}  # fmt: skip
+                      "layer_summary": "VIEW", "cross_dataset_neurons": "VIEW", "probe_summary": "VIEW",
+                      "sav_heads": "BASE TABLE", "threshold_curves": "BASE TABLE", "probe_size_curves": "BASE TABLE",
+                      "prompt_robustness": "BASE TABLE", "transfers": "BASE TABLE", "neurons_beating_model": "VIEW",
+                      "neuron_agreement": "VIEW"}  # fmt: skip
 
 
 def test_default_path_is_in_sn_home(sn_home):

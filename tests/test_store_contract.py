@@ -47,7 +47,7 @@ def third_party_store(path: Path, **attrs) -> tuple[str, np.ndarray]:
 
 def test_sn_search_on_a_minimal_third_party_store(tmp_path, monkeypatch):
     """Through the real `sn` command, from another directory with a relative --store: runs.store is absolute."""
-    store, _ = third_party_store(tmp_path / "other.zarr")
+    third_party_store(tmp_path / "other.zarr")
     db = tmp_path / "sn.duckdb"
     res = subprocess.run([sys.executable, "-m", "sn_store", "search", "--store", "other.zarr", "--db", str(db),
                           "--ensemble-k", "1"], capture_output=True, text=True, cwd=tmp_path)

@@ -311,7 +311,7 @@ def load_dataset(name: str | DatasetSpec, source: str | None = None) -> Dataset:
         if part in split:
             _check_classes(spec, labels[np.asarray(split) == part], f" of the {part} split")
     mask = np.array(allowed, dtype=bool)
-    digest = hashlib.sha256(spec.model_dump_json(exclude={"base_dir"}).encode())
+    digest = hashlib.sha256(spec.model_dump_json(exclude={"base_dir", "prompt_variants"}).encode())
     for s, part in zip(samples, split):
         digest.update(f"{s.id}\0{s.question}\0{s.label}\0{part}\0".encode())
         digest.update(s.image_digest())

@@ -17,6 +17,25 @@ DEFAULT_MAX_PIXELS = 50_000_000
 MAX_PIXELS_ENV = "SN_MAX_PIXELS"
 
 
+class PromptVariant(BaseModel):
+    """A rewording of the spec's prompt (for `sn_store.analyses.prompt_robustness`): the keys given replace the
+    spec's own; a question_template may use the row's fields, e.g. `{question}` for the original question."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    question_template: str | None = None
+    task_suffix: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PromptVariant:
+        if self.question_template is not None:
+            template_fields(self.question_template)
+        if self.question_template is None and self.task_suffix is None:
+            raise ValueError(f"prompt variant {self.name!r}: give question_template and/or task_suffix")
+        return self
+
+
 class DatasetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,6 +60,7 @@ class DatasetSpec(BaseModel):
     probe_per_class: int | None = Field(default=None, ge=1)  # N probe samples per class (SAVs use 20)
     max_pixels: int | None = Field(default=None, ge=1)  # default: $SN_MAX_PIXELS or DEFAULT_MAX_PIXELS
     params: dict[str, Any] = Field(default_factory=dict)  # format-specific options, declared by each format
+    prompt_variants: list[PromptVariant] = Field(default_factory=list)  # reworded prompts; not part of the data
     base_dir: str = Field(default=".", exclude=True)  # internal: the spec file's folder, where relative paths start
 
     @model_validator(mode="after")
@@ -59,6 +79,9 @@ class DatasetSpec(BaseModel):
             raise ValueError("give both probe_split and eval_split, or neither")
         if self.probe_per_class is not None and self.probe_size is not None:
             raise ValueError("give probe_size or probe_per_class, not both")
+        names = [v.name for v in self.prompt_variants]
+        if len(set(names)) != len(names) or "original" in names:
+            raise ValueError(f"prompt_variants: names must be distinct and not 'original', got {names}")
         return self
 
     @property
@@ -82,6 +105,10 @@ class DatasetSpec(BaseModel):
 
     def public_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def with_variant(self, variant: PromptVariant) -> DatasetSpec:
+        """This spec with the prompt reworded as `variant` says."""
+        return self.model_copy(update=variant.model_dump(exclude={"name"}, exclude_none=True))
 
 
 def template_fields(template: str) -> list[tuple[str, str | None]]:

@@ -3,8 +3,9 @@ inputs, and which token answers each class. Families differ only in the few clas
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from PIL import Image
@@ -12,22 +13,69 @@ from PIL import Image
 from ..errors import SnError
 
 SITES = ("resid", "mlp", "attn")
-SITE_ORDER = {"attn": 0, "mlp": 1, "resid": 2}  # when each site is computed inside a decoder layer
-
-
-def execution_order(layer_site: tuple[int, str]) -> tuple[int, int]:
-    """Sort key of a (layer, site) pair: the order in which a forward pass reaches it."""
-    return layer_site[0], SITE_ORDER[layer_site[1]]
 
 
 class StopForward(Exception):
     """Raised by a site hook when nothing after it is needed: `Adapter.forward` ends the pass there."""
 
+
+class ExitPlan(Protocol):
+    """What the early-exit surgery needs to know (built by `sn_store.artifact.ExitPlan.of`)."""
+
+    exit_layer: int
+    full_last: bool  # a resid neuron in the exit layer needs the whole layer
+    mlp_rows: tuple[int, ...]  # otherwise: the mlp neurons of the exit layer (only their input rows are kept)
+
+
+class Recorder:
+    """Forward hooks keeping the last-position vector of each requested (layer, site). With `stop`, the pass ends
+    as soon as every one of them has fired, in whatever order the family computes them."""
+
+    def __init__(self, adapter: Adapter, wanted: Iterable[tuple[int, str]], stop: bool):
+        self.adapter, self.stop = adapter, stop
+        self.wanted = list(dict.fromkeys(wanted))
+        self.values: dict[tuple[int, str], torch.Tensor] = {}
+        self._handles: list = []
+
+    def attach(self) -> Recorder:
+        self._handles = [self.adapter.hook_site(layer, site, self._hook((layer, site))) for layer, site in self.wanted]
+        return self
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def __enter__(self) -> Recorder:
+        return self.attach()
+
+    def __exit__(self, *exc) -> None:
+        self.detach()
+
+    def _hook(self, key: tuple[int, str]):
+        def record(x: torch.Tensor) -> None:
+            self.values[key] = x[:, -1].to(torch.float32, copy=True)  # later in-place edits of x cannot reach it
+            if self.stop and len(self.values) == len(self.wanted):
+                raise StopForward
+
+        return record
+
+    def run(self, inputs: dict[str, torch.Tensor], **kwargs):
+        """One forward pass; the model's output (None when stopped early). `values` then holds every site."""
+        self.values = {}
+        out = self.adapter.forward(inputs, **kwargs)
+        missing = [k for k in self.wanted if k not in self.values]
+        if missing:
+            raise SnError(f"model {self.adapter.source!r}: sites {missing} never ran in the forward pass")
+        return out
+
 _REGISTRY: dict[str, type[Adapter]] = {}
 
 
 def register(cls: type[Adapter]) -> type[Adapter]:
-    """Class decorator: make a family adapter available under its HF `model_type`."""
+    """Class decorator: make a family adapter available under its HF `model_type`; its built-in tiny model (see
+    `sn_store.models.recipes`) is named `tiny-` plus the model type with `_` written `-`."""
+    cls.tiny_name = "tiny-" + cls.model_type.replace("_", "-")
     _REGISTRY[cls.model_type] = cls
     return cls
 
@@ -57,12 +105,15 @@ class Adapter:
     """Binds a loaded HF image-text-to-text model and its processor to the sn_store conventions."""
 
     model_type: ClassVar[str]
-    tiny_name: ClassVar[str]
+    tiny_name: ClassVar[str]  # set by `register`
+    checkpoints: ClassVar[tuple[str, ...]] = ()  # reference hub ids this family follows
     sites: ClassVar[dict[str, Site]] = {
         "resid": Site("", "output"),
         "mlp": Site("mlp.down_proj", "input"),
         "attn": Site("self_attn.o_proj", "input"),
     }
+    mlp_path: ClassVar[str] = "mlp"  # the MLP block of a decoder layer
+    mlp_inputs: ClassVar[tuple[str, ...]] = ("gate_proj", "up_proj")  # its projections whose rows are the mlp neurons
 
     def __init__(self, model: torch.nn.Module, processor: Any, source: str = ""):
         self.model = model
@@ -98,6 +149,9 @@ class Adapter:
             return module.register_forward_hook(lambda m, args, out: fn(out[0] if isinstance(out, tuple) else out))
         return module.register_forward_pre_hook(lambda m, args: fn(args[0]))
 
+    def recorder(self, wanted: Iterable[tuple[int, str]], stop: bool = True) -> Recorder:
+        return Recorder(self, wanted, stop)
+
     def forward(self, inputs: dict[str, torch.Tensor], **kwargs):
         """The model's output, or None when a site hook raised `StopForward`."""
         try:
@@ -109,6 +163,36 @@ class Adapter:
         if site == "resid":
             return self.model.config.get_text_config().hidden_size
         return self.site_module(0, site).in_features
+
+    # --- early exit -------------------------------------------------------------------------------------------
+    def trim(self, plan: ExitPlan) -> None:
+        """Cut the model in place after what the exit needs: later layers, final norm, LM head, and the tail of the
+        exit layer (the modules after the neurons become identities, never run: the recorder stops the pass)."""
+        decoder = self.decoder
+        decoder.layers = decoder.layers[: plan.exit_layer + 1]
+        decoder.norm = torch.nn.Identity()
+        self.model.lm_head = torch.nn.Identity()
+        if plan.full_last:
+            return
+        layer = self.layers[plan.exit_layer]
+        if plan.mlp_rows:
+            mlp = layer.get_submodule(self.mlp_path)
+            for name in self.mlp_inputs:
+                setattr(mlp, name, _rows(getattr(mlp, name), plan.mlp_rows))
+            _replace(layer, self.sites["mlp"].path, torch.nn.Identity())
+        else:
+            _replace(layer, self.mlp_path, torch.nn.Identity())
+            _replace(layer, self.sites["attn"].path, torch.nn.Identity())
+
+    @classmethod
+    def trimmed_config(cls, config, exit_layer: int):
+        """A copy of `config` whose decoder ends after `exit_layer`."""
+        config = config.__class__.from_dict(config.to_dict())
+        text = config.get_text_config()
+        text.num_hidden_layers = exit_layer + 1
+        if getattr(text, "layer_types", None):
+            text.layer_types = text.layer_types[: exit_layer + 1]
+        return config
 
     # --- inputs ----------------------------------------------------------------------------------------------
     def prompt(self, question: str) -> str:
@@ -151,14 +235,17 @@ class Adapter:
 
         return AutoProcessor.from_pretrained(path, trust_remote_code=False)  # never run code that came with files
 
-    # --- tiny models -----------------------------------------------------------------------------------------
-    special_tokens: ClassVar[list[str]]
-    chat_template: ClassVar[str]
 
-    @classmethod
-    def tiny_config(cls, tokenizer, seed: int):  # pragma: no cover - abstract
-        raise NotImplementedError
+def _rows(linear: torch.nn.Linear, rows: tuple[int, ...]) -> torch.nn.Linear:
+    out = torch.nn.Linear(linear.in_features, len(rows), bias=linear.bias is not None,
+                          dtype=linear.weight.dtype, device=linear.weight.device)
+    with torch.no_grad():
+        out.weight.copy_(linear.weight[list(rows)])
+        if linear.bias is not None:
+            out.bias.copy_(linear.bias[list(rows)])
+    return out
 
-    @classmethod
-    def tiny_processor(cls, tokenizer):  # pragma: no cover - abstract
-        raise NotImplementedError
+
+def _replace(root: torch.nn.Module, path: str, module: torch.nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, name, module)

@@ -41,17 +41,18 @@ def build_tiny(model_type: str, out_dir: str | Path, seed: int = 0, dims: TinyDi
     from transformers.utils import logging as hf_logging
 
     from .base import adapter_class
+    from .recipes import recipe
     from .tokenizer import train_tokenizer
 
-    family = adapter_class(model_type)
-    tokenizer = train_tokenizer(family.special_tokens, family.chat_template)
-    config = family.tiny_config(tokenizer, dims)
+    family, kit = adapter_class(model_type), recipe(model_type)
+    tokenizer = train_tokenizer(kit.SPECIAL_TOKENS, kit.CHAT_TEMPLATE)
+    config = kit.config(tokenizer, dims)
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
     out = Path(out_dir)
     hf_logging.disable_progress_bar()
     model.save_pretrained(out)
-    family.tiny_processor(tokenizer, dims).save_pretrained(out)
+    kit.processor(tokenizer, dims).save_pretrained(out)
     (out / "README.md").write_text(
         f"# {family.tiny_name}\n\nRandom weights (seed {seed}), built by `sn_store.models.tiny.build_tiny` "
         f"from a `{type(config).__name__}` with {asdict(dims)}.\n"

@@ -1,0 +1,48 @@
+"""Tiny-model recipe for `qwen2_vl`: native-resolution ViT with 2x2 patch merging, Qwen2 decoder with mRoPE."""
+
+from __future__ import annotations
+
+from ..qwen2_vl import image_only_processor_class
+from ..tiny import TinyDims, text_dims
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_end|>", "<|pad|>", "<|im_start|>",
+    "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
+]
+# The template of Qwen/Qwen2-VL-2B-Instruct, without the video and system branches we never render.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def config(tokenizer, dims: TinyDims):
+    from transformers import Qwen2VLConfig
+
+    text = text_dims(tokenizer, dims)
+    half = (text["hidden_size"] // text["num_attention_heads"]) // 2
+    section = [half - 2 * (half // 3), half // 3, half // 3]
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}
+    vision = dict(
+        depth=dims.vision_layers, embed_dim=dims.vision_hidden, hidden_size=dims.hidden,
+        num_heads=dims.vision_heads, patch_size=dims.patch_size, spatial_merge_size=2, temporal_patch_size=2,
+    )
+    ids = tokenizer.convert_tokens_to_ids
+    return Qwen2VLConfig(
+        text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"), tie_word_embeddings=False,
+    )
+
+
+def processor(tokenizer, dims: TinyDims):
+    from transformers import Qwen2VLImageProcessorPil
+
+    pixels = dims.image_size * dims.image_size
+    images = Qwen2VLImageProcessorPil(
+        patch_size=dims.patch_size, merge_size=2, temporal_patch_size=2,
+        size={"shortest_edge": pixels, "longest_edge": pixels},
+    )
+    return image_only_processor_class()(images, tokenizer, chat_template=CHAT_TEMPLATE)
