@@ -53,8 +53,8 @@ def bench(name: str, exit_layer: int, device: str, work: Path, n: int = 32) -> N
     images = [s.load_image() for s in ds.samples]
     questions = [s.question for s in ds.samples]
 
-    one = measure_speedup(clf, full, images[:1], questions[:1], repeat=8)
-    batch = measure_speedup(clf, full, images[:16], questions[:16], repeat=3)
+    one = measure_speedup(clf, full, images[:1], questions[:1], repeats=8)
+    batch = measure_speedup(clf, full, images[:16], questions[:16], repeats=3)
     lat_full, lat_exit = one["full_s"], one["early_exit_s"]
     thr_full, thr_exit = 16 / batch["full_s"], 16 / batch["early_exit_s"]
     size_full = (model_dir / "model.safetensors").stat().st_size

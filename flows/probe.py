@@ -2,7 +2,9 @@
 
 A re-run after a failure skips what is done: the store resumes from its last chunk (a complete one is not touched)
 and a finished search of the same store and settings is reused. Each run publishes three Prefect artifacts: the
-extraction's progress, a table of the top neurons, and a markdown summary.
+extraction's progress (samples done of total), a table of the top neurons and a markdown summary, the last two keyed
+by model and dataset (`top-neurons-<model>-<dataset>`, `probe-summary-<model>-<dataset>`) so that the Artifacts page
+keeps one of each per pair. A finished probe is recorded (DuckDB `probes`): `reprobe` skips it next time.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from sn_store.artifact import EarlyExitClassifier
 from sn_store.datasets import Dataset
 from sn_store.errors import SnError
 from sn_store.export import export
-from sn_store.leaderboard import set_speedup
+from sn_store.leaderboard import record_probe, set_speedup
 from sn_store.pipeline import (
     ProbeConfig,
+    artifact_key,
     dataset_for,
     eval_samples,
     finished_search,
+    probe_key,
     store_for,
     summary_markdown,
     top_rows,
@@ -51,11 +55,16 @@ def transient(task, task_run, state) -> bool:
 
 @task(name="extract", retries=2, retry_delay_seconds=5, retry_condition_fn=transient, cache_policy=NONE)
 def extract_stage(config: ProbeConfig, ds: Dataset) -> str:
-    progress = create_progress_artifact(0.0, description=f"extraction of {config.model} on {ds.spec.name}")
+    what = f"extraction of {config.model} on {ds.spec.name}"
+
+    def report(done: int, total: int) -> None:
+        update_progress_artifact(progress, 100.0 * done / total, description=f"{what}: {done} of {total} samples")
+
+    progress = create_progress_artifact(0.0, key=artifact_key("extraction", config.model, config.dataset),
+                                        description=f"{what}: 0 of {len(ds)} samples")
     store = sn_store.extract(config.model, ds, store=store_for(config, ds), sites=config.sites, layers=config.layers,
-                             batch_size=config.batch_size, progress=False,
-                             on_chunk=lambda done, total: update_progress_artifact(progress, 100.0 * done / total))
-    update_progress_artifact(progress, 100.0)
+                             batch_size=config.batch_size, progress=False, on_chunk=report)
+    report(len(ds), len(ds))  # also when the store was complete already
     return store
 
 
@@ -80,7 +89,7 @@ def evaluate_stage(config: ProbeConfig, artifact: str, store: str, ds: Dataset) 
     clf = EarlyExitClassifier.load(artifact)
     images, questions = eval_samples(store, ds, n=min(8, config.batch_size))
     speed = measure_speedup(clf, sn_store.load_model(config.model), images, questions)
-    set_speedup(config.db, str(Path(artifact).resolve()), speed["speedup"])
+    set_speedup(config.db, str(Path(artifact).resolve()), speed)
     return {**speed, "exit_layer": clf.plan.exit_layer}
 
 
@@ -93,11 +102,14 @@ def probe(config: ProbeConfig = ProbeConfig()) -> dict:
     artifact = export_stage(config, run_id)
     speed = evaluate_stage(config, artifact, store, ds)
     rows = top_rows(config, run_id)
-    create_table_artifact(rows, key="top-neurons", description=f"top neurons of run {run_id}")
-    best = next(r for r in rows if r["rank"] == 1)
+    create_table_artifact(rows, key=artifact_key("top-neurons", config.model, config.dataset),
+                          description=f"top neurons of {config.model} on {config.dataset} (run {run_id})")
+    best = [r for r in rows if r["rank"] == 1]  # one per class: K > 2 runs rank each class one-vs-rest
     create_markdown_artifact(summary_markdown(config, run_id, store, artifact, speed["exit_layer"], speed, best),
-                             key="probe-summary", description=f"{config.model} on {config.dataset}")
+                             key=artifact_key("probe-summary", config.model, config.dataset),
+                             description=f"{config.model} on {config.dataset}")
     report = report_task(run_id, db=config.db)  # last: the page shows the early exit's speed-up
+    record_probe(config.db, {**probe_key(config, ds), "run_id": run_id, "artifact": artifact})
     return {"run_id": run_id, "store": store, "artifact": artifact, "speedup": speed["speedup"], "report": report}
 
 

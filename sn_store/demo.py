@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 
 from . import leaderboard
-from .datasets import suite_specs
-from .pipeline import DEFAULT_MODEL, ProbeConfig
+from .pipeline import DEFAULT_MODEL
+
+SUITE_COLUMNS = ("task", "base_model_acc", "best_sn_acc", "best_sn", "ensemble_acc", "early_exit_acc", "exit_layer",
+                 "speedup", "speedup_q1", "speedup_q3")
 
 
 def summary_sql(run_ids: list[str]) -> str:
     ids = ", ".join(f"'{r}'" for r in run_ids)
-    return ("SELECT task, base_model_acc, best_sn_acc, best_sn, ensemble_acc, early_exit_acc, exit_layer, speedup "
-            f"FROM probe_summary WHERE run_id IN ({ids}) ORDER BY task")
+    return f"SELECT {', '.join(SUITE_COLUMNS)} FROM probe_summary WHERE run_id IN ({ids}) ORDER BY task"
 
 
 def describe_neurons(detail: str | None) -> str:
@@ -26,11 +27,19 @@ def describe_neurons(detail: str | None) -> str:
     return f"{len(neurons)} neurons, {span}" if neurons else "-"
 
 
-def run_demo(model: str = DEFAULT_MODEL, tasks: list[str] | None = None, db: str | None = None) -> list[dict]:
-    """Probe every task (default: the synthetic suite) through the Prefect flow; returns the summary rows."""
-    from .flows.probe import probe
-
-    run_ids = [probe(ProbeConfig(model=model, dataset=task, db=db))["run_id"]
-               for task in (tasks or sorted(suite_specs()))]
+def suite_rows(db: str | None, run_ids: list[str]) -> list[dict]:
+    """One row per run of the `probe_summary` view (the table of `sn demo` and of the suite artifacts), the best SN
+    named and the speed-up given with its spread."""
+    if not run_ids:
+        return []
     rows = leaderboard.query(db, summary_sql(run_ids)).to_pylist()
-    return [dict(r, best_sn=describe_neurons(r["best_sn"])) for r in rows], run_ids
+    return [{**{k: r[k] for k in SUITE_COLUMNS[:-3]}, "best_sn": describe_neurons(r["best_sn"]),
+             "speedup": leaderboard.speedup_text(r["speedup"], r["speedup_q1"], r["speedup_q3"])} for r in rows]
+
+
+def run_demo(model: str = DEFAULT_MODEL, tasks: list[str] | None = None, db: str | None = None):
+    """Probe every task (default: the synthetic suite) through the Prefect flow `demo`; returns (rows, run ids)."""
+    from .flows.demo import demo
+
+    run_ids = demo(model, tasks, db)
+    return suite_rows(db, run_ids), run_ids

@@ -101,7 +101,7 @@ def export(run: str | None = None, out: str | Path | None = None, *, neuron: str
         "prompt": store.require("prompt"), "dataset": dataset.name,
         "task_suffix": (dataset.spec or {}).get("task_suffix") or "",
         "activation_dtype": store.activation_dtype,
-        "metrics": {"run": _json_safe(leaderboard.run_evaluations(db, run_id))},
+        "metrics": {"run": _json_safe(leaderboard.run_evaluations(db, run_id, artifacts=False))},
     }
     slug = "-".join(f"{n.site}{n.layer}.{n.index}" for n in neurons[:3])
     out = Path(out) if out else subdir("artifacts") / f"{run_id}-{slug}"
@@ -116,7 +116,7 @@ def export(run: str | None = None, out: str | Path | None = None, *, neuron: str
             manifest = manifest.model_copy(update={"metrics": early})
         manifest = write_manifest(tmp, manifest.model_copy(update={"finished": True}))  # the last write: finished
     leaderboard.add_artifact(db, {
-        "artifact_id": f"{run_id}:{out.resolve()}", "run_id": run_id, "path": str(out.resolve()),
+        "artifact_id": leaderboard.artifact_id(run_id, out), "run_id": run_id, "path": str(out.resolve()),
         "neurons": detail, "exit_layer": max(n.layer for n in neurons),
         "sha256": sha256(out / MANIFEST), "manifest_digest": manifest.digest,
     }, evaluations)

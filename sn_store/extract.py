@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
+from . import __version__, checks
 from . import store as zstore
 from .datasets import Dataset, DatasetSpec, load_dataset
 from .datasets.options import allowed_argmax
@@ -31,14 +31,7 @@ def parse_layers(layers: str | list[int] | None, num_layers: int) -> list[int]:
     if layers is None or layers == "all":
         return list(range(num_layers))
     if isinstance(layers, str):
-        picked: list[int] = []
-        for part in filter(None, (p.strip() for p in layers.split(","))):
-            m = re.fullmatch(r"(-?\d+)(?:-(\d+))?", part)
-            if not m:
-                raise SnError(f"--layers: cannot read {part!r} (use e.g. 0,2,5-7)")
-            lo, hi = int(m[1]), int(m[2] or m[1])
-            picked += list(range(lo, hi + 1)) if m[2] else [lo]
-        layers = picked
+        layers = checks.layer_list(layers)
     out = sorted({layer % num_layers if -num_layers <= layer < 0 else layer for layer in layers})
     bad = [layer for layer in out if not 0 <= layer < num_layers]
     if bad or not out:
@@ -118,7 +111,7 @@ def _batches(ds: Dataset, chunks: list[tuple[int, int]], batch_size: int) -> Ite
 
 def _prepare(adapter: Adapter, ds: Dataset, a: int, b: int) -> dict[str, torch.Tensor]:
     samples = ds.samples[a:b]
-    return adapter.to_device(adapter.build_inputs([s.load_image() for s in samples], [s.question for s in samples]))
+    return adapter.to_device(adapter.build_inputs([s.load_images() for s in samples], [s.question for s in samples]))
 
 
 def _to_store_dtype(acts: np.ndarray, dtype: str, ds: Dataset, a: int, layers: list[int]) -> np.ndarray:

@@ -32,7 +32,7 @@ NEURON_COLUMNS = (
 )  # fmt: skip
 RUN_FIELDS = (
     "run_id", "store", "model", "dataset", "mode", "created_at", "n_probe", "n_eval", "classes",
-    "dataset_hash", "model_config_hash", "sn_store_version", "store_fingerprint", "ensemble_k",
+    "dataset_hash", "model_config_hash", "sn_store_version", "store_fingerprint", "ensemble_k", "n_grid",
 )  # fmt: skip
 EVALUATION_FIELDS = ("method", "split", "acc", "bal_acc", "f1", "mcc", "n", "detail")
 METHODS = ("model", "sn", "sn_ensemble", "sav", "early_exit")
@@ -50,8 +50,19 @@ def sql_text(name: str) -> str:
     return resources.files("sn_store.sql").joinpath(name).read_text(encoding="utf-8")
 
 
-def _is_lock_error(exc: Exception) -> bool:
-    return isinstance(exc, duckdb.IOException) and "Could not set lock" in str(exc)
+_HEADER_BYTES = 3 * 4096  # DuckDB's file header: a smaller file is one another process is creating right now
+
+
+def _is_lock_error(exc: Exception, path: Path) -> bool:
+    """Another process holds the file, or is creating it (its header not written yet)."""
+    if not isinstance(exc, duckdb.IOException):
+        return False
+    if "not a valid DuckDB database file" in str(exc):
+        try:
+            return path.stat().st_size < _HEADER_BYTES
+        except OSError:
+            return True
+    return "Could not set lock" in str(exc)
 
 
 def _open(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
@@ -62,7 +73,7 @@ def _open(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConne
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
-            if not _is_lock_error(exc):
+            if not _is_lock_error(exc, path):
                 raise SnError(f"cannot open the database {path}: {exc}") from exc
             left = deadline - time.monotonic()
             if left <= 0:
@@ -105,7 +116,7 @@ def _run_row(run: dict) -> dict:
     return row
 
 
-def _evaluation_rows(run_id: str, evaluations: list[dict]) -> list[list]:
+def _evaluation_rows(run_id: str, evaluations: list[dict], artifact_id: str | None = None) -> list[list]:
     rows = []
     for ev in evaluations:
         unknown = set(ev) - set(EVALUATION_FIELDS)
@@ -116,7 +127,7 @@ def _evaluation_rows(run_id: str, evaluations: list[dict]) -> list[list]:
         detail = ev.get("detail")
         if detail is not None and not isinstance(detail, str):
             detail = json.dumps(detail)
-        rows.append([run_id, *(ev.get(name) for name in EVALUATION_FIELDS[:-1]), detail])
+        rows.append([run_id, *(ev.get(name) for name in EVALUATION_FIELDS[:-1]), detail, artifact_id])
     return rows
 
 
@@ -138,7 +149,9 @@ def _transaction(db_path):
 
 def _insert_evaluations(con, rows: list[list]) -> None:
     if rows:
-        con.executemany(f"INSERT INTO evaluations VALUES ({', '.join('?' * (len(EVALUATION_FIELDS) + 1))})", rows)
+        columns = ("run_id", *EVALUATION_FIELDS, "artifact_id")
+        con.executemany(f"INSERT INTO evaluations ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                        rows)
 
 
 def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (),
@@ -199,14 +212,80 @@ def latest_run(db_path=None) -> str:
         con.close()
 
 
-def top(db_path=None, run_id: str | None = None, k: int = 20) -> pa.Table:
-    """The k best neurons (per class) of a run (default: the latest), ranked as in the `top_neurons` view."""
+# `top --by`: the metric a listing of neurons is sorted by, then the one that breaks its ties (both descending).
+TOP_ORDER = {
+    "probe": ("probe_acc", "probe_bal_acc"),  # how the search chose them: the leaderboard's own rank
+    "eval": ("eval_acc", "eval_bal_acc"),  # held out: for reading, not for choosing (that would tune on eval)
+    "auroc": ("eval_auroc", "eval_acc"),
+}
+
+
+def top(db_path=None, run_id: str | None = None, k: int = 20, by: str = "probe", sites: list[str] | None = None,
+        layers: list[int] | None = None) -> pa.Table:
+    """The k best neurons (per class) of a run (default: the latest) by `by` (see TOP_ORDER), among the given sites
+    and layers only if given. `rank` stays the run-wide leaderboard rank (top_neurons: by probe accuracy)."""
+    if by not in TOP_ORDER:
+        raise SnError(f"unknown order {by!r}: use one of {', '.join(TOP_ORDER)}")
+    first, second = TOP_ORDER[by]
     con = connect(db_path, read_only=True)
     try:
         run_id = run_id or _latest(con)
         _require_run(con, run_id)
+        where, params = _matching({"run_id": run_id, "site": sites, "layer": layers})
         return con.sql(
-            "SELECT * FROM top_neurons WHERE run_id = ? AND rank <= ? ORDER BY class, rank", params=[run_id, int(k)]
+            f"SELECT * EXCLUDE (_pos) FROM (SELECT *, row_number() OVER (PARTITION BY class ORDER BY "
+            f"nullif({first}, 'nan'::REAL) DESC NULLS LAST, nullif({second}, 'nan'::REAL) DESC NULLS LAST, rank) "
+            f"AS _pos FROM top_neurons WHERE {where}) WHERE _pos <= ? ORDER BY class, _pos",
+            params=[*params, int(k)],
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _matching(filters: dict) -> tuple[str, list]:
+    """A WHERE clause and its parameters: column = value, or column IN list; None matches everything."""
+    clauses, params = ["TRUE"], []
+    for column, value in filters.items():
+        if value is not None:
+            clauses.append(f"list_contains(?, {column})" if isinstance(value, list) else f"{column} = ?")
+            params.append(value)
+    return " AND ".join(clauses), params
+
+
+_MINUTE = "strftime({}, '%Y-%m-%d %H:%M')"  # listings show UTC times to the minute
+
+
+def runs_summary(db_path=None, model: str | None = None, dataset: str | None = None) -> pa.Table:
+    """One row per run, newest first: what was searched and its best held-out figures (the `probe_summary` view)."""
+    where, params = _matching({"p.model": model, "p.task": dataset})
+    con = connect(db_path, read_only=True)
+    try:
+        return con.sql(
+            f"SELECT p.run_id, {_MINUTE.format('p.created_at')} AS created, p.model, p.task AS dataset, r.mode, "
+            "p.n_probe, p.n_eval, p.base_model_acc AS base, p.best_sn_acc AS best_sn, p.ensemble_acc AS ensemble, "
+            "p.early_exit_acc AS early_exit, p.exit_layer, p.speedup "
+            f"FROM probe_summary AS p JOIN runs AS r USING (run_id) WHERE {where} "
+            "ORDER BY p.created_at DESC, p.run_id", params=params,
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+def artifacts_summary(db_path=None, run_id: str | None = None, model: str | None = None,
+                      dataset: str | None = None) -> pa.Table:
+    """One row per exported artifact, newest first: its run, model and dataset, exit layer, neurons, its early-exit
+    accuracy on the eval split (its own evaluation: same run and neurons) and measured speed-up."""
+    where, params = _matching({"a.run_id": run_id, "r.model": model, "r.dataset": dataset})
+    con = connect(db_path, read_only=True)
+    try:
+        return con.sql(
+            "WITH ee AS (SELECT run_id, detail, arg_max(acc, rowid) AS early_exit_acc FROM evaluations "
+            "            WHERE method = 'early_exit' AND split = 'eval' GROUP BY run_id, detail) "
+            f"SELECT a.run_id, {_MINUTE.format('a.created_at')} AS created, r.model, r.dataset, a.exit_layer, "
+            "json_array_length(a.neurons) AS n_neurons, ee.early_exit_acc AS early_exit, a.speedup, a.path AS artifact "
+            "FROM artifacts AS a LEFT JOIN runs AS r USING (run_id) "
+            f"LEFT JOIN ee ON ee.run_id = a.run_id AND ee.detail = a.neurons WHERE {where} "
+            "ORDER BY a.created_at DESC, a.path", params=params,
         ).to_arrow_table()
     finally:
         con.close()
@@ -295,23 +374,31 @@ def run_neurons(db_path, run_id: str) -> pa.Table:
         con.close()
 
 
-def run_evaluations(db_path, run_id: str) -> list[dict]:
+def run_evaluations(db_path, run_id: str, artifacts: bool = True) -> list[dict]:
+    """The evaluations of a run; with `artifacts=False` only the run's own (no artifact's early_exit rows)."""
+    own = "" if artifacts else " AND artifact_id IS NULL AND method <> 'early_exit'"
     con = connect(db_path, read_only=True)
     try:
-        return con.sql("SELECT * FROM evaluations WHERE run_id = ? ORDER BY method, split",
+        return con.sql(f"SELECT * FROM evaluations WHERE run_id = ?{own} ORDER BY method, split",
                        params=[run_id]).to_arrow_table().to_pylist()
     finally:
         con.close()
 
 
+def artifact_id(run_id: str, path) -> str:
+    """The id of an exported artifact: its run and resolved path."""
+    return f"{run_id}:{Path(path).resolve()}"
+
+
 def add_artifact(db_path, artifact: dict, evaluations: list[dict] = ()) -> None:
     """Record an exported artifact and its evaluations (method `early_exit`) in one transaction."""
-    eval_rows = _evaluation_rows(artifact["run_id"], list(evaluations))
+    eval_rows = _evaluation_rows(artifact["run_id"], list(evaluations), artifact["artifact_id"])
     fields = ("artifact_id", "run_id", "path", "neurons", "exit_layer", "created_at", "sha256", "manifest_digest")
     row = {"manifest_digest": None, **artifact,
            "created_at": artifact.get("created_at") or datetime.now(UTC).replace(tzinfo=None)}
     with _transaction(db_path) as con:
         con.execute("DELETE FROM artifacts WHERE artifact_id = ?", [row["artifact_id"]])
+        con.execute("DELETE FROM evaluations WHERE artifact_id = ?", [row["artifact_id"]])  # a replaced one's
         con.execute(f"INSERT INTO artifacts ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
                     [row[f] for f in fields])
         _insert_evaluations(con, eval_rows)
@@ -326,24 +413,60 @@ def artifact_rows(db_path) -> list[dict]:
         con.close()
 
 
-def find_run(db_path, store_fingerprint: str, mode: str, ensemble_k: int) -> str | None:
-    """A finished search of the same store contents with the same settings, if the database has one."""
+def find_run(db_path, store_fingerprint: str, mode: str, ensemble_k: int, n_grid: int | None = None) -> str | None:
+    """A finished search of the same store contents with the same settings (`n_grid` for grid mode), if any."""
     path = Path(db_path) if db_path is not None else default_db_path()
     if not path.exists():
         return None
     con = connect(db_path, read_only=True)
     try:
         rows = con.execute("SELECT run_id FROM runs WHERE store_fingerprint = ? AND mode = ? AND ensemble_k = ? "
-                           "ORDER BY created_at DESC LIMIT 1", [store_fingerprint, mode, ensemble_k]).fetchall()
+                           "AND n_grid IS NOT DISTINCT FROM ? ORDER BY created_at DESC LIMIT 1",
+                           [store_fingerprint, mode, ensemble_k, n_grid if mode == "grid" else None]).fetchall()
     finally:
         con.close()
     return rows[0][0] if rows else None
 
 
-def set_speedup(db_path, artifact_path: str, speedup: float) -> None:
-    """Record an artifact's measured speed-up over the full model's `generate`."""
+def set_speedup(db_path, artifact_path: str, speed: dict) -> None:
+    """Record an artifact's measured speed-up over the full model's `generate`: the median of repeated timings and
+    its spread (quartiles), as `predict.measure_speedup` returns them."""
     con = connect(db_path)
     try:
-        con.execute("UPDATE artifacts SET speedup = ? WHERE path = ?", [speedup, artifact_path])
+        con.execute("UPDATE artifacts SET speedup = ?, speedup_q1 = ?, speedup_q3 = ?, speedup_repeats = ? "
+                    "WHERE path = ?", [speed["speedup"], speed["speedup_q1"], speed["speedup_q3"], speed["repeats"],
+                                       artifact_path])
+    finally:
+        con.close()
+
+
+def speedup_text(speedup: float | None, q1: float | None = None, q3: float | None = None) -> str:
+    """'3.1x (2.9-3.4)': the median and, when measured, its interquartile range."""
+    if speedup is None:
+        return "-"
+    return f"{speedup:.1f}x" + (f" ({q1:.1f}-{q3:.1f})" if q1 is not None and q3 is not None else "")
+
+
+PROBE_KEY = ("model", "dataset", "content_hash", "settings")
+
+
+def record_probe(db_path, probe: dict) -> None:
+    """Record a finished probe (keys PROBE_KEY, run_id, artifact); a probe of the same key replaces it."""
+    fields = (*PROBE_KEY, "run_id", "artifact", "finished_at")
+    row = {**probe, "finished_at": datetime.now(UTC).replace(tzinfo=None)}
+    with _transaction(db_path) as con:
+        con.execute(f"INSERT OR REPLACE INTO probes ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+                    [row[f] for f in fields])
+
+
+def probes_of(db_path, model: str, dataset: str) -> list[dict]:
+    """Every finished probe of `model` on dataset `dataset`, the latest first."""
+    path = Path(db_path) if db_path is not None else default_db_path()
+    if not path.exists():
+        return []
+    con = connect(db_path)  # read-write: applies the schema, so an older database has the table
+    try:
+        return con.sql("SELECT * FROM probes WHERE model = ? AND dataset = ? ORDER BY finished_at DESC",
+                       params=[model, dataset]).to_arrow_table().to_pylist()
     finally:
         con.close()

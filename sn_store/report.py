@@ -86,7 +86,7 @@ def results(db, run_id: str) -> list[dict]:
     try:
         evals = _read(con, "SELECT * FROM evaluations WHERE run_id = ? QUALIFY row_number() OVER "
                       "(PARTITION BY method, split ORDER BY rowid DESC) = 1", [run_id])
-        art = _read(con, "SELECT exit_layer, speedup, path FROM artifacts WHERE run_id = ? "
+        art = _read(con, "SELECT * FROM artifacts WHERE run_id = ? "  # *: an older database lacks speedup_q1/q3
                     "ORDER BY created_at DESC LIMIT 1", [run_id])
     finally:
         con.close()
@@ -102,7 +102,9 @@ def results(db, run_id: str) -> list[dict]:
         for s, e in splits.items():
             row.update({f"{s}_{m}": e[m] if e else None for m in (*METRICS, "n")})
         if method == "early_exit" and art:
-            row.update(speedup=art[0]["speedup"], exit_layer=art[0]["exit_layer"])
+            a = art[0]
+            row.update(speedup=a["speedup"], exit_layer=a["exit_layer"],
+                       speedup_text=leaderboard.speedup_text(a["speedup"], a.get("speedup_q1"), a.get("speedup_q3")))
             row["what"] = f"exit after layer {art[0]['exit_layer']}: {row['what']}"
         rows.append(row)
     return rows
@@ -127,7 +129,7 @@ def _results_view(rows: list[dict]) -> list[dict]:
     return [{"label": r["label"], "what": r["what"], "best": r["method"] in best,
              **{s: {m: _num(r[f"{s}_{m}"]) for m in METRICS} for s in ("probe", "eval")},
              "n": f"{_num(r['probe_n'])} / {_num(r['eval_n'])}",
-             "speedup": f"{r['speedup']:.1f}x" if r["speedup"] else DASH} for r in rows]
+             "speedup": r.get("speedup_text") if r["speedup"] else DASH} for r in rows]
 
 
 def _top_view(db, run_id: str, k: int) -> list[dict]:
@@ -319,7 +321,7 @@ def _task_row(db, run_id: str, href: str) -> dict:
     exit_row = rows.get("early_exit", {})
     return {"run_id": run_id, "model": run["model"], "dataset": run["dataset"], "acc": acc, "best": best,
             "best_sn": rows["sn"]["what"] if "sn" in rows else DASH, "exit_layer": _num(exit_row.get("exit_layer")),
-            "speedup": f"{exit_row['speedup']:.1f}x" if exit_row.get("speedup") else DASH, "href": href}
+            "speedup": exit_row["speedup_text"] if exit_row.get("speedup") else DASH, "href": href}
 
 
 def write_suite_report(run_ids: list[str], out_dir: str | Path | None = None, db=None) -> Path:

@@ -110,3 +110,32 @@ CREATE TABLE IF NOT EXISTS transfers (
     run_id VARCHAR, target_store VARCHAR, target_dataset VARCHAR, method VARCHAR, split VARCHAR, acc REAL,
     bal_acc REAL, f1 REAL, mcc REAL, n INTEGER, created_at TIMESTAMP
 );
+
+-- Which artifact an evaluation belongs to (method early_exit; NULL for the run's own evaluations): a manifest lists
+-- only its own. Rows of older databases are matched to their artifact where the run and the neurons say which.
+ALTER TABLE evaluations ADD COLUMN IF NOT EXISTS artifact_id VARCHAR;
+UPDATE evaluations AS e SET artifact_id = (SELECT any_value(a.artifact_id) FROM artifacts AS a
+                                           WHERE a.run_id = e.run_id AND a.neurons = e.detail)
+WHERE e.method = 'early_exit' AND e.artifact_id IS NULL
+  AND (SELECT count(*) FROM artifacts AS a WHERE a.run_id = e.run_id AND a.neurons = e.detail) = 1;
+
+-- The speed-up's spread over repeated interleaved timings (speedup itself is their median).
+ALTER TABLE artifacts ADD COLUMN IF NOT EXISTS speedup_q1 REAL;
+ALTER TABLE artifacts ADD COLUMN IF NOT EXISTS speedup_q3 REAL;
+ALTER TABLE artifacts ADD COLUMN IF NOT EXISTS speedup_repeats INTEGER;
+
+-- Grid points of a grid-mode search (NULL for exact): part of what makes two searches of one store the same.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_grid INTEGER;
+
+-- Finished probes (the whole DAG: extract, search, export, evaluate), one row per model, dataset name, dataset
+-- content and probe settings: `reprobe` probes a registered dataset only when its key has no row here.
+CREATE TABLE IF NOT EXISTS probes (
+    model        VARCHAR,
+    dataset      VARCHAR,
+    content_hash VARCHAR,
+    settings     VARCHAR,     -- canonical JSON of the settings that change the result (sites, layers, sizes, mode...)
+    run_id       VARCHAR,
+    artifact     VARCHAR,
+    finished_at  TIMESTAMP,   -- UTC
+    PRIMARY KEY (model, dataset, content_hash, settings)
+);

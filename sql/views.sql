@@ -60,7 +60,9 @@ GROUP BY r.model, t.site, t.layer, t.neuron
 HAVING count(DISTINCT r.dataset) >= 2;
 
 -- One row per run: the base model, the best SN, the ensemble and the early-exit artifact on the eval split, and the
--- artifact's exit layer and measured speed-up (the latest artifact of the run). `sn demo` prints this view.
+-- artifact's exit layer and measured speed-up (median, and quartiles of the repeated timings). The artifact is the
+-- latest of the run; its early-exit accuracy is its own (evaluations.artifact_id), else the run's latest.
+-- `sn demo` prints this view.
 CREATE OR REPLACE VIEW probe_summary AS
 WITH ev AS (
     SELECT run_id,
@@ -73,17 +75,25 @@ WITH ev AS (
     WHERE split = 'eval'
     GROUP BY run_id
 ), art AS (
-    SELECT run_id, arg_max(exit_layer, created_at) AS exit_layer, arg_max(speedup, created_at) AS speedup,
-           arg_max(path, created_at) AS artifact
+    SELECT run_id, arg_max(artifact_id, created_at) AS artifact_id, arg_max(exit_layer, created_at) AS exit_layer,
+           arg_max(speedup, created_at) AS speedup, arg_max(speedup_q1, created_at) AS speedup_q1,
+           arg_max(speedup_q3, created_at) AS speedup_q3, arg_max(path, created_at) AS artifact
     FROM artifacts
     GROUP BY run_id
+), own AS (
+    SELECT artifact_id, arg_max(acc, rowid) AS early_exit_acc
+    FROM evaluations
+    WHERE method = 'early_exit' AND split = 'eval' AND artifact_id IS NOT NULL
+    GROUP BY artifact_id
 )
 SELECT r.run_id, r.model, r.dataset AS task, r.created_at, len(r.classes) AS n_classes, r.n_probe, r.n_eval,
-       ev.base_model_acc, ev.best_sn_acc, ev.best_sn, ev.ensemble_acc, r.ensemble_k, ev.early_exit_acc,
-       art.exit_layer, art.speedup, art.artifact
+       ev.base_model_acc, ev.best_sn_acc, ev.best_sn, ev.ensemble_acc, r.ensemble_k,
+       coalesce(own.early_exit_acc, ev.early_exit_acc) AS early_exit_acc,
+       art.exit_layer, art.speedup, art.speedup_q1, art.speedup_q3, art.artifact
 FROM runs AS r
 LEFT JOIN ev USING (run_id)
-LEFT JOIN art USING (run_id);
+LEFT JOIN art USING (run_id)
+LEFT JOIN own ON own.artifact_id = art.artifact_id;
 
 -- Fig. 3b: per run, site and layer, how many neurons beat the base model on the probe split and on the eval split
 -- (a neuron counts once if any of its rows beats it). Only binary runs with a base-model evaluation have rows.

@@ -95,6 +95,15 @@ def test_ensemble_artifact_is_recorded_with_its_evaluation(run):
     # The ensemble run through the artifact scores exactly as the search's ensemble evaluation did.
     assert ev == [(pytest.approx(sn[0][0]), 20)]
     assert str(out.resolve()) in {p for p, _ in arts}
+    # Each artifact's evaluation carries its id; a manifest lists the run's own evaluations, no other artifact's.
+    con = duckdb.connect(run["db"], read_only=True)
+    owners = con.execute("SELECT e.artifact_id, a.path FROM evaluations e LEFT JOIN artifacts a USING (artifact_id) "
+                         "WHERE e.run_id = ? AND e.method = 'early_exit'", [run["run"]]).fetchall()
+    con.close()
+    assert len(owners) == len(arts) and all(path is not None for _, path in owners)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {m["method"] for m in manifest["metrics"]["run"]} == {"model", "sn", "sn_ensemble"}
+    assert manifest["metrics"]["early_exit_eval"]["acc"] == pytest.approx(sn[0][0])
 
 
 def test_artifact_is_much_smaller_than_the_model(run):

@@ -63,8 +63,9 @@ def test_schema_is_idempotent_and_complete(tmp_path):
     assert con.execute("SELECT count(*) FROM neurons WHERE run_id = ?", [run_id]).fetchone()[0] == 4
     con.close()
     assert tables == {"runs": "BASE TABLE", "neurons": "BASE TABLE", "evaluations": "BASE TABLE",
-                      "datasets": "BASE TABLE", "artifacts": "BASE TABLE", "top_neurons": "VIEW",
-                      "layer_summary": "VIEW", "cross_dataset_neurons": "VIEW", "probe_summary": "VIEW",
+                      "datasets": "BASE TABLE", "artifacts": "BASE TABLE", "probes": "BASE TABLE",
+                      "top_neurons": "VIEW", "layer_summary": "VIEW", "cross_dataset_neurons": "VIEW",
+                      "probe_summary": "VIEW",
                       "sav_heads": "BASE TABLE", "threshold_curves": "BASE TABLE", "probe_size_curves": "BASE TABLE",
                       "prompt_robustness": "BASE TABLE", "transfers": "BASE TABLE", "neurons_beating_model": "VIEW",
                       "neuron_agreement": "VIEW"}  # fmt: skip
@@ -322,3 +323,32 @@ def test_sql_files_ship_as_package_sn_store_sql():
     on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "sn_store").rglob("__init__.py")}
     missing = on_disk - set(config["packages"])
     assert not missing, f"add {sorted(missing)} to [tool.setuptools] packages in pyproject.toml"
+
+
+def test_an_older_database_gains_the_new_columns_and_its_early_exit_rows_their_artifact(tmp_path):
+    """A database written before `evaluations.artifact_id`, the speed-up spread and `runs.n_grid` existed."""
+    import duckdb
+
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, store VARCHAR, model VARCHAR, dataset VARCHAR, "
+                "mode VARCHAR, created_at TIMESTAMP, n_probe INTEGER, n_eval INTEGER, classes VARCHAR[], "
+                "dataset_hash VARCHAR, model_config_hash VARCHAR, sn_store_version VARCHAR, "
+                "store_fingerprint VARCHAR, ensemble_k INTEGER)")
+    con.execute("CREATE TABLE evaluations (run_id VARCHAR, method VARCHAR, split VARCHAR, acc REAL, bal_acc REAL, "
+                "f1 REAL, mcc REAL, n INTEGER, detail VARCHAR)")
+    con.execute("CREATE TABLE artifacts (artifact_id VARCHAR PRIMARY KEY, run_id VARCHAR, path VARCHAR, "
+                "neurons VARCHAR, exit_layer INTEGER, created_at TIMESTAMP, sha256 VARCHAR, speedup REAL)")
+    con.execute("INSERT INTO runs (run_id, dataset, classes, created_at) VALUES ('r', 'd', ['a', 'b'], now())")
+    for i, neurons in enumerate(['[{"layer": 0}]', '[{"layer": 1}]']):
+        con.execute("INSERT INTO artifacts VALUES (?, 'r', ?, ?, ?, now(), 'x', 2.0)",
+                    [f"r:/a{i}", f"/a{i}", neurons, i])
+        con.execute("INSERT INTO evaluations VALUES ('r', 'early_exit', 'eval', ?, 0, 0, 0, 8, ?)",
+                    [0.5 + i / 10, neurons])
+    con.close()
+    lb.connect(db).close()
+    got = lb.query(db, "SELECT artifact_id, acc FROM evaluations ORDER BY acc").to_pylist()
+    assert [r["artifact_id"] for r in got] == ["r:/a0", "r:/a1"]
+    assert lb.run_evaluations(db, "r", artifacts=False) == []
+    lb.write_run(db, {**RUN, "run_id": "r2"}, neuron_table(make_rows(2, 0)), [])  # new columns, old file
+    assert lb.query(db, "SELECT count(*) AS n FROM probe_summary").to_pylist()[0]["n"] == 2

@@ -103,7 +103,8 @@ def latest_evaluations(db, run_id):
                           "AND rank <= 10 ORDER BY class, rank", [run_id]).fetchall()
         run = con.execute("SELECT dataset_hash, store, sn_store_version, model FROM runs WHERE run_id = ?",
                           [run_id]).fetchall()[0]
-        speedup = con.execute("SELECT speedup FROM artifacts WHERE run_id = ?", [run_id]).fetchall()[0][0]
+        speedup = con.execute("SELECT speedup, speedup_q1, speedup_q3 FROM artifacts WHERE run_id = ?",
+                              [run_id]).fetchall()[0]
     finally:
         con.close()
     return {(m, s): vals for m, s, *vals in rows}, top, run, speedup  # the dict keeps the latest of each
@@ -119,12 +120,14 @@ def test_report_figures_equal_duckdb(probed):
     for (method, split), values in evals.items():
         cells = shown[labels[method]][2:6] if split == "probe" else shown[labels[method]][6:10]
         assert cells == [f"{v:.3f}" for v in values], (method, split)
-    assert shown["early exit"][-1] == f"{speedup:.1f}x"
+    assert shown["early exit"][-1] == "{:.1f}x ({:.1f}-{:.1f})".format(*speedup)  # median (interquartile range)
     neurons = [(r[2], int(r[3]), int(r[4]), r[7], r[8]) for r in page.tables["neurons"][1:]]
     assert neurons == [(s, ly, n, f"{p:.3f}", f"{e:.3f}") for s, ly, n, p, e in top]
     assert page.dl["dataset content hash"] == dataset_hash and page.dl["store"] == store
     assert page.dl["sn_store version (search)"] == version and page.dl["model"] == model
     assert page.dl["early-exit artifact"] == probed["artifact"]
+    pngs = sorted(p.name for p in Path(probed["report"]).parent.glob("*.png"))
+    assert sorted(page.images) == pngs and {"threshold_curve.png", "layer_counts.png", "agreement.png"} <= set(pngs)
 
 
 def test_data_is_escaped(tmp_path):
@@ -227,7 +230,7 @@ def test_report_in_headless_chromium(probed, tmp_path):
     shot = tmp_path / "report.png"
     seen = browse(page, tmp_path / "profile", screenshot=shot)
     assert seen["errors"] == []
-    assert [src for src, ok in seen["images"] if not ok] == []
+    assert seen["images"] and [src for src, ok in seen["images"] if not ok] == []
     assert sorted(src for src, _ in seen["images"]) == sorted(read_page(page).images)
     assert all(u.startswith(("file:", "data:")) for u in seen["requests"]), seen["requests"]
     with Image.open(shot) as im:

@@ -94,7 +94,9 @@ def resolve_spec(name: str, source: str | None = None) -> DatasetSpec:
     elif Path(name).is_file():
         spec = load_spec_file(name)
     else:
-        raise SnError(f"dataset {name!r}: not a spec file nor a known name (built-in: {sorted(builtin)})")
+        registered_names = sorted(p.stem for p in (home() / "datasets").glob("*.yaml"))
+        raise SnError(f"dataset {name!r}: not a spec file nor a known name (built-in: {sorted(builtin)}; registered: "
+                      f"{registered_names or 'none'})")
     return with_source(spec, source) if source else spec
 
 

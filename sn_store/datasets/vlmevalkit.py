@@ -10,6 +10,7 @@ import ast
 import csv
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -122,17 +123,18 @@ def import_spec(tsv: str | Path, name: str | None = None) -> dict:
 def import_tsv(tsv: str | Path, name: str | None = None, db: str | None = None) -> Path:
     """Write the spec of `tsv` into the workspace's datasets (never over an existing one) and register it like
     `sn datasets add`; returns the spec's path. A TSV that does not load leaves nothing behind."""
-    from ..registry import add_dataset
+    from ..registry import add_dataset, check_name
     from ..workspace import subdir
 
     spec = import_spec(tsv, name)
     target = subdir("datasets") / f"{spec['name']}.yaml"
     if target.exists():
         raise SnError(f"dataset {spec['name']} is already registered ({target}); pick another --name")
-    target.write_text(yaml.safe_dump(spec, sort_keys=False))
-    try:
-        add_dataset(target, db)
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
+    check_name(spec["name"])
+    # The spec goes through a temporary file: `add_dataset` writes the registered copy last, so an import cut short
+    # leaves nothing registered and running it again completes it.
+    with tempfile.TemporaryDirectory() as tmp:
+        draft = Path(tmp) / f"{spec['name']}.yaml"
+        draft.write_text(yaml.safe_dump(spec, sort_keys=False))
+        add_dataset(draft, db)
     return target

@@ -3,6 +3,9 @@ inputs, and which token answers each class. Families differ only in the few clas
 
 from __future__ import annotations
 
+import functools
+import inspect
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -10,9 +13,8 @@ from typing import Any, ClassVar, Protocol
 import torch
 from PIL import Image
 
+from ..checks import SITES as SITES  # re-exported: sn_store.models.SITES
 from ..errors import SnError
-
-SITES = ("resid", "mlp", "attn")
 
 
 class StopForward(Exception):
@@ -195,19 +197,28 @@ class Adapter:
         return config
 
     # --- inputs ----------------------------------------------------------------------------------------------
-    def prompt(self, question: str) -> str:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    multi_image: ClassVar[bool] = True  # whether one prompt may hold several images
+
+    def prompt(self, question: str, n_images: int = 1) -> str:
+        content = [{"type": "image"}] * n_images + [{"type": "text", "text": question}]
+        messages = [{"role": "user", "content": content}]
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def images_arg(self, images: list[Image.Image]) -> list:
-        """How this family's processor wants a batch of one image per sample."""
+    def images_arg(self, images: list[list[Image.Image]]) -> list:
+        """How this family's processor wants a batch of images, given as a list of images per sample."""
         return images
 
-    def build_inputs(self, images: list[Image.Image], questions: list[str]) -> dict[str, torch.Tensor]:
-        """Batched, left-padded model inputs for one image and one question per sample."""
-        prompts = [self.prompt(q) for q in questions]
+    def build_inputs(self, images: list[Image.Image | list[Image.Image]],
+                     questions: list[str]) -> dict[str, torch.Tensor]:
+        """Batched, left-padded model inputs for one image (or a list of images) and one question per sample."""
+        per_sample = [im if isinstance(im, list) else [im] for im in images]
+        if not self.multi_image and any(len(ims) != 1 for ims in per_sample):
+            raise SnError(f"model type {self.model_type!r} takes one image per question; this sample has "
+                          f"{max(len(ims) for ims in per_sample)}")
+        prompts = [self.prompt(q, len(ims)) for q, ims in zip(questions, per_sample, strict=True)]
         batch = self.processor(
-            images=self.images_arg(images), text=prompts, padding=True, return_tensors="pt", **self.processor_kwargs()
+            images=self.images_arg(per_sample), text=prompts, padding=True, return_tensors="pt",
+            **self.processor_kwargs(),
         )
         return dict(batch)
 
@@ -229,11 +240,20 @@ class Adapter:
             ids.append(toks[0])
         return ids
 
+    # The transformers processor class this family is fed through without its video processor (which needs
+    # torchvision, unusable here); None: `AutoProcessor` builds it.
+    image_only_processor: ClassVar[str | None] = None
+
     @classmethod
     def load_processor(cls, path: str):
-        from transformers import AutoProcessor
+        from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
 
-        return AutoProcessor.from_pretrained(path, trust_remote_code=False)  # never run code that came with files
+        if cls.image_only_processor is None:
+            return AutoProcessor.from_pretrained(path, trust_remote_code=False)  # never run code that came with files
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        images = AutoImageProcessor.from_pretrained(path, trust_remote_code=False)
+        make = image_only(cls.image_only_processor)
+        return make(images, tokenizer, chat_template=tokenizer.chat_template, **_processor_options(path, make))
 
 
 def _rows(linear: torch.nn.Linear, rows: tuple[int, ...]) -> torch.nn.Linear:
@@ -249,3 +269,33 @@ def _rows(linear: torch.nn.Linear, rows: tuple[int, ...]) -> torch.nn.Linear:
 def _replace(root: torch.nn.Module, path: str, module: torch.nn.Module) -> None:
     parent, _, name = path.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, name, module)
+
+
+@functools.cache
+def image_only(processor_class: str) -> type:
+    """The transformers processor class `processor_class` built without a video processor: we only feed images.
+    It keeps the real class name, so the folders it saves load with `AutoProcessor` where torchvision works."""
+    import transformers
+
+    parent = getattr(transformers, processor_class)
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        parent.__init__(self, image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
+
+    # transformers saves (and we reload) the settings named in the signature: the parent's, less the video processor.
+    sig = inspect.signature(parent.__init__)
+    __init__.__signature__ = sig.replace(parameters=[p for n, p in sig.parameters.items() if n != "video_processor"])
+    return type(processor_class, (parent,), {"__init__": __init__, "__module__": parent.__module__})
+
+
+def _processor_options(path: str, processor_class: type) -> dict[str, Any]:
+    """The processor's own settings saved in `processor_config.json` (e.g. LLaVA-OneVision's image token count)."""
+    from pathlib import Path
+
+    file = Path(path) / "processor_config.json"
+    if not file.is_file():
+        return {}
+    known = inspect.signature(processor_class.__init__).parameters
+    saved = json.loads(file.read_text(encoding="utf-8"))
+    return {k: v for k, v in saved.items() if k in known and k not in ("image_processor", "tokenizer", "chat_template",
+                                                                         "video_processor")}

@@ -10,5 +10,11 @@ class Idefics3Adapter(Adapter):
     model_type = "idefics3"
     checkpoints = ("HuggingFaceTB/SmolVLM-Instruct", "HuggingFaceM4/Idefics3-8B-Llama3")
 
-    def images_arg(self, images):
-        return [[im] for im in images]  # Idefics3 takes a list of images per sample
+
+@register
+class SmolVLMAdapter(Idefics3Adapter):
+    """SmolVLM2: Idefics3's layout under its own model type; its processor also handles video (torchvision)."""
+
+    model_type = "smolvlm"
+    checkpoints = ("HuggingFaceTB/SmolVLM2-2.2B-Instruct", "HuggingFaceTB/SmolVLM2-500M-Video-Instruct")
+    image_only_processor = "SmolVLMProcessor"

@@ -35,6 +35,20 @@ def text_dims(tokenizer, dims: TinyDims) -> dict:
     )
 
 
+def vision_dims(dims: TinyDims) -> dict:
+    """Vision-tower config keys shared by the CLIP and SigLIP towers."""
+    return dict(
+        hidden_size=dims.vision_hidden, intermediate_size=2 * dims.vision_hidden, num_hidden_layers=dims.vision_layers,
+        num_attention_heads=dims.vision_heads, image_size=dims.image_size, patch_size=dims.patch_size,
+    )
+
+
+def mrope_section(text: dict) -> list[int]:
+    """Qwen's multimodal RoPE split of half a head's rotary dimensions over (time, height, width)."""
+    half = (text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]) // 2
+    return [half - 2 * (half // 3), half // 3, half // 3]
+
+
 def build_tiny(model_type: str, out_dir: str | Path, seed: int = 0, dims: TinyDims = TinyDims()) -> Path:
     """Build a random-weight model of family `model_type`, save it with its processor to `out_dir`."""
     from transformers import AutoModelForImageTextToText
@@ -45,7 +59,7 @@ def build_tiny(model_type: str, out_dir: str | Path, seed: int = 0, dims: TinyDi
     from .tokenizer import train_tokenizer
 
     family, kit = adapter_class(model_type), recipe(model_type)
-    tokenizer = train_tokenizer(kit.SPECIAL_TOKENS, kit.CHAT_TEMPLATE)
+    tokenizer = train_tokenizer(kit.SPECIAL_TOKENS, kit.CHAT_TEMPLATE, getattr(kit, "NAMED_TOKENS", {}))
     config = kit.config(tokenizer, dims)
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)

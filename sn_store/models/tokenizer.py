@@ -17,8 +17,10 @@ def _corpus(repeat: int = 20) -> list[str]:
     return lines * repeat
 
 
-def train_tokenizer(special_tokens: list[str], chat_template: str, vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE on the built-in corpus; deterministic for a given input."""
+def train_tokenizer(special_tokens: list[str], chat_template: str, named: dict[str, str] | None = None,
+                    vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE on the built-in corpus; deterministic for a given input. `special_tokens` start with
+    bos, eos and pad; `named` are special tokens a processor reads by attribute (Gemma 3's `boi_token`)."""
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -34,7 +36,7 @@ def train_tokenizer(special_tokens: list[str], chat_template: str, vocab_size: i
         bos_token=special_tokens[0],
         eos_token=special_tokens[1],
         pad_token=special_tokens[2],
-        extra_special_tokens={},
+        extra_special_tokens=dict(named or {}),
     )
     fast.chat_template = chat_template
     fast.padding_side = "left"

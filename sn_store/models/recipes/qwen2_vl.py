@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..qwen2_vl import image_only_processor_class
-from ..tiny import TinyDims, text_dims
+from ..base import image_only
+from ..tiny import TinyDims, mrope_section, text_dims
 
 SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_end|>", "<|pad|>", "<|im_start|>",
@@ -22,9 +22,7 @@ def config(tokenizer, dims: TinyDims):
     from transformers import Qwen2VLConfig
 
     text = text_dims(tokenizer, dims)
-    half = (text["hidden_size"] // text["num_attention_heads"]) // 2
-    section = [half - 2 * (half // 3), half // 3, half // 3]
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section(text)}
     vision = dict(
         depth=dims.vision_layers, embed_dim=dims.vision_hidden, hidden_size=dims.hidden,
         num_heads=dims.vision_heads, patch_size=dims.patch_size, spatial_merge_size=2, temporal_patch_size=2,
@@ -37,12 +35,15 @@ def config(tokenizer, dims: TinyDims):
     )
 
 
+def qwen_image_options(dims: TinyDims) -> dict:
+    """Native resolution up to a few merged patches: images of other sizes give other numbers of image tokens."""
+    unit = dims.patch_size * 2  # one merged 2x2 patch
+    return dict(patch_size=dims.patch_size, merge_size=2, temporal_patch_size=2,
+                size={"shortest_edge": unit * unit, "longest_edge": 4 * dims.image_size * dims.image_size})
+
+
 def processor(tokenizer, dims: TinyDims):
     from transformers import Qwen2VLImageProcessorPil
 
-    pixels = dims.image_size * dims.image_size
-    images = Qwen2VLImageProcessorPil(
-        patch_size=dims.patch_size, merge_size=2, temporal_patch_size=2,
-        size={"shortest_edge": pixels, "longest_edge": pixels},
-    )
-    return image_only_processor_class()(images, tokenizer, chat_template=CHAT_TEMPLATE)
+    images = Qwen2VLImageProcessorPil(**qwen_image_options(dims))
+    return image_only("Qwen2VLProcessor")(images, tokenizer, chat_template=CHAT_TEMPLATE)

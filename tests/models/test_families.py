@@ -1,0 +1,134 @@
+"""Every registered family, on its built-in tiny model: the three sites at the first generated token's position and
+the base model's answer against an independent computation, batch size 1 against batch size 7 over mixed question
+lengths, image sizes and image counts, and an exported early-exit artifact against the store's classifier."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from PIL import Image
+from safetensors import safe_open
+
+from sn_store.artifact import EarlyExitClassifier
+from sn_store.datasets import load_dataset
+from sn_store.evaluate import sn_predictions
+from sn_store.export import export
+from sn_store.extract import Capture, extract
+from sn_store.models import SITES, registered
+from sn_store.search import search
+from tests.conftest import adapter, small_spec
+
+FAMILIES = sorted(registered())
+# Where the sites are, written out here rather than read from the adapters: the reference must not share their code.
+MODULES = {"mlp": "mlp.down_proj", "attn": "self_attn.o_proj"}
+
+
+def samples(multi_image: bool) -> tuple[list, list[str]]:
+    """Seven samples: images of seven sizes and shapes (noise, so every patch differs), questions of many lengths,
+    and, where the family takes them, one sample with two images."""
+    rng = np.random.default_rng(0)
+    sizes = [(32, 32), (64, 32), (40, 56), (24, 24), (80, 40), (32, 64), (48, 48)]
+    images = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
+    images = [*images[:6], [images[6], images[1]] if multi_image else images[6]]
+    questions = ["Is there a red circle?", "What colour is the square in the picture?", "Shapes?",
+                 "Is the star to the left of the circle in the image?", "How many shapes are there?",
+                 "Answer with one word: is there a blue triangle above a yellow square in this picture?", "Which?"]
+    return images, questions
+
+
+def reference(ad, image, question: str, verbalizer_ids: list[int]) -> tuple[dict, np.ndarray]:
+    """One sample alone (no padding): HF's `output_hidden_states` for `resid` (the last layer's is final-normed in
+    transformers 5, so a hook on that layer), forward pre-hooks on the raw modules for `mlp` and `attn`."""
+    layers = ad.model.get_decoder().layers
+    got, handles = {}, []
+    for i, layer in enumerate(layers):
+        for site, path in MODULES.items():
+            handles.append(layer.get_submodule(path).register_forward_pre_hook(
+                lambda m, a, key=(i, site): got.__setitem__(key, a[0][0, -1].clone())))
+    last = len(layers) - 1
+    handles.append(layers[last].register_forward_hook(
+        lambda m, a, out: got.__setitem__((last, "resid"), (out[0] if isinstance(out, tuple) else out)[0, -1])))
+    try:
+        with torch.no_grad():
+            out = ad.model(**ad.build_inputs([image], [question]), output_hidden_states=True)
+    finally:
+        for h in handles:
+            h.remove()
+    for i in range(last):
+        got[(i, "resid")] = out.hidden_states[i + 1][0, -1]  # hidden_states[0] is the embeddings
+    return {k: v.float().numpy() for k, v in got.items()}, out.logits[0, -1, verbalizer_ids].float().numpy()
+
+
+def record(ad, images, questions, ids) -> tuple[np.ndarray, np.ndarray]:
+    layers = list(range(ad.num_layers))
+    capture = Capture(ad, layers, list(SITES), stop_early=False)
+    with capture.recorder, torch.no_grad():
+        return capture.run(ad.to_device(ad.build_inputs(images, questions)), ids)
+
+
+def as_float16(x):
+    return np.asarray(x, dtype=np.float16).astype(np.float32)
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_sites_and_answer_match_an_independent_forward_at_batch_1_and_7(model_type):
+    ad = adapter(registered()[model_type].tiny_name)
+    images, questions = samples(ad.multi_image)
+    ids = ad.verbalizer_ids(["No", "Yes"])
+    widths = [ad.site_width(s) for s in SITES]
+    one = [record(ad, [im], [q], ids) for im, q in zip(images, questions)]
+    seven_acts, seven_logits = record(ad, images, questions, ids)
+    for j, (im, q) in enumerate(zip(images, questions)):
+        want, want_logits = reference(ad, im, q, ids)
+        acts, logits = one[j]
+        for layer in range(ad.num_layers):
+            cols = np.split(acts[0, layer], np.cumsum(widths)[:-1])
+            for site, got in zip(SITES, cols):
+                np.testing.assert_allclose(as_float16(got), as_float16(want[(layer, site)]), rtol=2e-3, atol=2e-4,
+                                           err_msg=f"{model_type} sample {j} {site} layer {layer}")
+        np.testing.assert_allclose(logits[0], want_logits, rtol=1e-4, atol=1e-5)
+        # Batched with six other samples (left padding, masks, positions, mRoPE): the same values to float16.
+        np.testing.assert_allclose(as_float16(seven_acts[j]), as_float16(acts[0]), rtol=2e-3, atol=2e-4,
+                                   err_msg=f"{model_type} sample {j} in a batch of 7")
+        np.testing.assert_allclose(seven_logits[j], logits[0], rtol=1e-3, atol=1e-4)
+        assert seven_logits[j].argmax() == want_logits.argmax() or np.ptp(want_logits) < 1e-4
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_artifact_equals_the_store_and_holds_nothing_past_its_exit(model_type, tmp_path):
+    ad = adapter(registered()[model_type].tiny_name)
+    ds = load_dataset(small_spec(n=16))
+    store = extract(ad, ds, store=str(tmp_path / "s.zarr"), layers="0-1", batch_size=5, progress=False)
+    db = str(tmp_path / "sn.duckdb")
+    run = search(store, db=db, ensemble_k=3, progress=False)
+    out = export(run, tmp_path / "art", ensemble=3, db=db)  # export itself checks the eval split
+    clf = EarlyExitClassifier.load(out, device="cpu")
+    got = clf.predict_indices([s.load_image() for s in ds.samples], [s.question for s in ds.samples], batch_size=3)
+    want = sn_predictions(zarr.open_group(store, mode="r"), clf.neurons)  # the store's classifier
+    np.testing.assert_array_equal(got, want)  # every sample, both splits, another batch size
+
+    exit_layer = max(n.layer for n in clf.neurons)
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    layer_ids = {int(k.split(".layers.")[1].split(".")[0]) for k in keys
+                 if ".layers." in k and ("language_model" in k or "text_model" in k)}
+    assert layer_ids == set(range(exit_layer + 1))
+    assert not any(k.startswith("lm_head") or k.endswith(("language_model.norm.weight", "text_model.norm.weight"))
+                   for k in keys)
+
+
+def test_the_nine_families_are_registered_and_listed():
+    nine = {"llava", "llava_next", "llava_onevision", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "smolvlm",
+            "gemma3"}
+    assert nine <= set(FAMILIES)
+    res = subprocess.run([sys.executable, "-m", "sn_store", "models", "list"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    for model_type in nine:
+        family = registered()[model_type]
+        row = next(line for line in res.stdout.splitlines() if f" {model_type} " in line)
+        assert family.tiny_name in row and family.checkpoints[0] in row
