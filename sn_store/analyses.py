@@ -55,11 +55,7 @@ def _store_rows(db, name: str, table: pa.Table, where: dict) -> pa.Table:
 
 
 def _select(db, sql: str, params: list) -> pa.Table:
-    con = leaderboard.connect(db, read_only=True)
-    try:
-        return con.sql(sql, params=params).to_arrow_table()
-    finally:
-        con.close()
+    return leaderboard.read_table(db, sql, params)
 
 
 def _labels(group: StoreReader) -> tuple[np.ndarray, np.ndarray]:
@@ -180,11 +176,10 @@ def _fit_on(run: dict, group: StoreReader, probe: np.ndarray, n_grid: int) -> pa
     return to_table(list(parts), group)
 
 
-def probe_size_curve(db, run_id: str, sizes: list[int] | None = None, seeds: int = 5, n_grid: int = 61
-                     ) -> pa.Table:
+def probe_size_curve(db, run_id: str, sizes: list[int] | None = None, seeds: int = 5) -> pa.Table:
     """Eval accuracy, precision, recall and F1 of the best SN re-selected (the search's rule) on stratified
     subsets of the probe split, per size and seed; the base model's eval figures as method `model` (seed -1).
-    Stored as `probe_size_curves`."""
+    The search settings (mode, grid) are the run's. Stored as `probe_size_curves`."""
     run, group = _open_run(db, run_id)
     y, split = _labels(group)
     probe, ev, k = split == "probe", split == "eval", len(run["classes"])
@@ -196,7 +191,7 @@ def probe_size_curve(db, run_id: str, sizes: list[int] | None = None, seeds: int
     for size in sizes:
         for seed in range(seeds if size < probe.sum() else 1):  # the whole split is one subset
             subset = stratified_subset(probe, y, size, seed)
-            neurons, acts = choose(group, _fit_on(run, group, subset, n_grid), 1, subset)
+            neurons, acts = choose(group, _fit_on(run, group, subset, run.get("n_grid") or 61), 1, subset)
             pred = vote_margins(acts, neurons, k, allowed)
             rows.append({"method": "sn", "size": size, "seed": seed, **_prf(pred[ev], y[ev], k, positive),
                          "neuron": json.dumps([[n.site, n.layer, n.index, n.polarity, n.threshold] for n in neurons])})

@@ -374,6 +374,21 @@ def run_neurons(db_path, run_id: str) -> pa.Table:
         con.close()
 
 
+def read_table(db_path, sql: str, params: list = ()) -> pa.Table:
+    """A parameterised read as an Arrow table. A database older than a table or view it names gets the current
+    schema first (a read-write connect applies it), then the read is retried."""
+    for attempt in range(2):
+        con = connect(db_path, read_only=True)
+        try:
+            return con.sql(sql, params=list(params)).to_arrow_table()
+        except duckdb.CatalogException:
+            if attempt:
+                raise
+        finally:
+            con.close()
+        connect(db_path).close()
+
+
 def run_evaluations(db_path, run_id: str, artifacts: bool = True) -> list[dict]:
     """The evaluations of a run; with `artifacts=False` only the run's own (no artifact's early_exit rows)."""
     own = "" if artifacts else " AND artifact_id IS NULL AND method <> 'early_exit'"

@@ -108,10 +108,6 @@ def fit_sav(path: str | StoreReader, n_heads: int = DEFAULT_HEADS) -> SavResult:
 
 def sav_heads(db, run_id: str) -> pa.Table:
     """The SAV heads stored for a run, by rank (empty when SAV did not run)."""
-    from .leaderboard import connect
+    from .leaderboard import read_table
 
-    con = connect(db, read_only=True)
-    try:
-        return con.sql("SELECT * FROM sav_heads WHERE run_id = ? ORDER BY rank", params=[run_id]).to_arrow_table()
-    finally:
-        con.close()
+    return read_table(db, "SELECT * FROM sav_heads WHERE run_id = ? ORDER BY rank", [run_id])

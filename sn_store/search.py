@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from . import store as zstore
 from .errors import SnError
+from .sav import fit_sav, sav_refusal
 from .search_kernel import COLUMNS, fit_block
 
 MODES = ("exact", "grid")
@@ -132,8 +133,9 @@ def search(store: str, mode: str = "exact", *, n_grid: int = 61, dask_address: s
     if ensemble_k < 1:
         raise SnError("--ensemble-k must be at least 1")
     reader = zstore.StoreReader(store)
-    sav_result = _sav(reader, sav, sav_heads)
+    run_sav = _sav_wanted(reader, sav, sav_heads)  # refused before the search, not after it
     table = fit_store(reader, mode, n_grid, dask_address, block_neurons, progress)
+    sav_result = fit_sav(reader, sav_heads) if run_sav else None
     evaluations = evaluate_run(reader, table, ensemble_k) + (sav_result.evaluations if sav_result else [])
     return write_run(db, run_row(reader, mode, ensemble_k), table, evaluations,
                      sav_result.heads if sav_result else None, check=reader.check_unchanged)
@@ -151,12 +153,14 @@ def run_row(store: zstore.StoreReader, mode: str, ensemble_k: int) -> dict:
     }
 
 
-def _sav(store: zstore.StoreReader, wanted: bool | None, n_heads: int):
-    """The SAV baseline of the store, or None when it was not wanted or (not required and) not possible."""
-    from .sav import fit_sav, sav_refusal
-
+def _sav_wanted(store: zstore.StoreReader, wanted: bool | None, n_heads: int) -> bool:
+    """Whether to run SAV: never when not wanted, when possible when unspecified; required: refused (naming what
+    the store lacks) when impossible."""
     if wanted is False:
-        return None
-    if sav_refusal(store) and wanted is None:
-        return None
-    return fit_sav(store, n_heads)  # refuses, naming what is missing, when SAV was asked for
+        return False
+    if n_heads < 1:
+        raise SnError("--sav-heads must be at least 1")
+    refusal = sav_refusal(store)
+    if refusal and wanted:
+        raise SnError(refusal)
+    return refusal is None

@@ -87,9 +87,9 @@ def test_probe_ends_with_the_report_and_publishes_link_and_results(probed):
     assert json.loads((page.parent / MARKER).read_text())["files"] == sorted(
         p.name for p in page.parent.iterdir() if p.name != MARKER)
     published = {a.key: a for a in asyncio.run(artifacts_of(probed["flow_run_id"])) if a.key}
-    assert published["run-report"].type == "markdown"  # a link artifact is markdown, `[text](link)`
-    assert page.as_uri() in published["run-report"].data
-    table = published["run-results"].data
+    link = published["report-sn-tiny-llava-shapes-exist"]  # keyed by model and dataset, as the probe's others
+    assert link.type == "markdown" and page.as_uri() in link.data  # a link artifact is markdown, `[text](link)`
+    table = published["results-sn-tiny-llava-shapes-exist"].data
     rows = json.loads(table) if isinstance(table, str) else table
     assert {r["method"] for r in rows} >= {"model", "sn", "sn_ensemble", "early_exit"}
 
