@@ -142,25 +142,13 @@ def _pct(x) -> str:
 
 
 def _describe_store(path: str) -> None:
-    from .store import open_store
+    from .store import describe
 
-    ds = open_store(path)
-    acts = ds["activations"]
     table = Table(title=f"store {path}")
     table.add_column("what")
     table.add_column("value")
-    split = ds["split"].values.astype(object)
-    table.add_row("activations", f"{acts.sizes['sample']} samples x {acts.sizes['layer']} layers x "
-                  f"{acts.sizes['neuron']} neurons ({acts.dtype})")
-    table.add_row("sites", ", ".join(ds.attrs["sites"]))
-    table.add_row("layers", ", ".join(map(str, ds.attrs["layers"])))
-    table.add_row("split", f"{(split == 'probe').sum()} probe / {(split == 'eval').sum()} eval")
-    table.add_row("classes", ", ".join(ds.attrs["classes"]))
-    pred = ds["model_pred"].values
-    if (pred >= 0).all():
-        ev = split == "eval"
-        acc = (pred[ev] == ds["label"].values[ev]).mean()
-        table.add_row("base model eval accuracy", f"{acc:.3f}")
+    for what, value in describe(path).items():
+        table.add_row(what, value)
     console.print(table)
 
 
@@ -484,6 +472,20 @@ def datasets_import(
 
     path = import_tsv(tsv, name, db)
     print(path)
+
+
+store_app = typer.Typer(help="Activation stores: their contract, and checks.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("schema")
+def store_schema() -> None:
+    """Print the JSON schema of a store's group attributes (required: classes, sites, complete)."""
+    import json
+
+    from .store import schema
+
+    print(json.dumps(schema(), indent=2))
 
 
 @models_app.command("list")

@@ -12,6 +12,7 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
@@ -154,9 +155,9 @@ def _insert_evaluations(con, rows: list[list]) -> None:
 
 
 def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (),
-              sav_heads: pa.Table | None = None) -> str:
+              sav_heads: pa.Table | None = None, check: Callable[[], None] | None = None) -> str:
     """Store one run, all its neuron rows, its evaluations and its SAV heads in one transaction; returns the run
-    id."""
+    id. `check` runs last inside the transaction: if it raises, nothing is written (e.g. the store changed)."""
     missing = [c for c in NEURON_COLUMNS if c not in neurons.column_names]
     if missing:
         raise SnError(f"neuron table lacks column(s) {missing}")
@@ -181,6 +182,8 @@ def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (
                 con.execute("INSERT INTO sav_heads SELECT ?, rank, layer, head, probe_acc, eval_acc FROM _sn_new_heads",
                             [row["run_id"]])
                 con.unregister("_sn_new_heads")
+            if check is not None:
+                check()
     except duckdb.ConstraintException as exc:
         raise SnError(f"run id {row['run_id']!r} is already in the database") from exc
     except duckdb.Error as exc:
@@ -369,6 +372,21 @@ def run_neurons(db_path, run_id: str) -> pa.Table:
         return con.sql("SELECT * FROM neurons WHERE run_id = ?", params=[run_id]).to_arrow_table()
     finally:
         con.close()
+
+
+def read_table(db_path, sql: str, params: list = ()) -> pa.Table:
+    """A parameterised read as an Arrow table. A database older than a table or view it names gets the current
+    schema first (a read-write connect applies it), then the read is retried."""
+    for attempt in range(2):
+        con = connect(db_path, read_only=True)
+        try:
+            return con.sql(sql, params=list(params)).to_arrow_table()
+        except duckdb.CatalogException:
+            if attempt:
+                raise
+        finally:
+            con.close()
+        connect(db_path).close()
 
 
 def run_evaluations(db_path, run_id: str, artifacts: bool = True) -> list[dict]:

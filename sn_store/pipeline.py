@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import zarr
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import checks, leaderboard
 from .datasets import Dataset, load_dataset, resolve_spec
 from .extract import default_store_path
+from .store import StoreReader
 
 DEFAULT_MODEL = "sn-tiny-llava"  # the trained tiny LLaVA shipped in the package
 
@@ -96,7 +96,7 @@ def store_for(config: ProbeConfig, ds: Dataset) -> str:
 
 def finished_search(store: str, config: ProbeConfig) -> str | None:
     """The run id of an earlier search of this very store with these settings, if any."""
-    fingerprint = zarr.open_group(store, mode="r").attrs.get("fingerprint")
+    fingerprint = StoreReader(store).attrs.fingerprint
     return leaderboard.find_run(config.db, fingerprint, config.mode, config.ensemble_k) if fingerprint else None
 
 
@@ -115,8 +115,7 @@ def eval_figures(config: ProbeConfig, run_id: str, artifact: str | Path) -> dict
 
 
 def eval_samples(store: str, ds: Dataset, n: int = 8) -> tuple[list, list[str]]:
-    split = np.asarray(zarr.open_group(store, mode="r")["split"][:]).astype(object)
-    picked = [ds.samples[i] for i in np.flatnonzero(split == "eval")[:n]]
+    picked = [ds.samples[i] for i in np.flatnonzero(StoreReader(store).split == "eval")[:n]]
     return [s.load_image() for s in picked], [s.question for s in picked]
 
 
