@@ -114,7 +114,7 @@ def test_report_figures_equal_duckdb(probed):
     evals, top, (dataset_hash, store, version, model), speedup = latest_evaluations(probed["db"], probed["run_id"])
     page = read_page(probed["report"])
     labels = {"model": "base model", "sn": "best SN", "sn_ensemble": "SN ensemble", "early_exit": "early exit",
-              "sav": "SAV (attention heads)"}
+              "sav": "SAV"}
     shown = {r[0]: r for r in page.tables["results"][2:]}
     assert set(shown) == {labels[m] for m, _ in evals}
     for (method, split), values in evals.items():
