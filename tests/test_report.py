@@ -154,7 +154,7 @@ def test_a_report_replaces_only_a_report(probed, tmp_path):
         write_report(run_id, other, db=db)
     assert [p.name for p in other.iterdir()] == ["keep.txt"]
     out = tmp_path / "r"
-    write_report(run_id, out, db=db)
+    shutil.copytree(Path(probed["report"]).parent, out)  # an earlier report
     (out / "index.html").write_text("old")
     write_report(run_id, out, db=db)  # a report folder is replaced, in one rename
     assert "Super Neurons" in (out / "index.html").read_text()

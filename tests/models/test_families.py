@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-import zarr
 from PIL import Image
 from safetensors import safe_open
 
@@ -21,6 +20,7 @@ from sn_store.export import export
 from sn_store.extract import Capture, extract
 from sn_store.models import SITES, registered
 from sn_store.search import search
+from sn_store.store import StoreReader
 from tests.conftest import adapter, small_spec
 
 FAMILIES = sorted(registered())
@@ -114,7 +114,7 @@ def test_artifact_equals_the_store_and_holds_nothing_past_its_exit(model_type, t
     out = export(run, tmp_path / "art", ensemble=3, db=db)  # export itself checks the eval split
     clf = EarlyExitClassifier.load(out, device="cpu")
     got = clf.predict_indices([s.load_image() for s in ds.samples], [s.question for s in ds.samples], batch_size=3)
-    want = sn_predictions(zarr.open_group(store, mode="r"), clf.neurons)  # the store's classifier
+    want = sn_predictions(StoreReader(store), clf.neurons)  # the store's classifier
     np.testing.assert_array_equal(got, want)  # every sample, both splits, another batch size
 
     exit_layer = max(n.layer for n in clf.neurons)
