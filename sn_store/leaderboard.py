@@ -226,6 +226,8 @@ def top(db_path=None, run_id: str | None = None, k: int = 20, by: str = "probe",
     and layers only if given. `rank` stays the run-wide leaderboard rank (top_neurons: by probe accuracy)."""
     if by not in TOP_ORDER:
         raise SnError(f"unknown order {by!r}: use one of {', '.join(TOP_ORDER)}")
+    if layers and min(layers) < 0:  # counting from the end needs the model's depth, which a run does not record
+        raise SnError(f"--layers: {min(layers)}: give layer numbers (0, 1, ...), not counts from the end")
     first, second = TOP_ORDER[by]
     con = connect(db_path, read_only=True)
     try:

@@ -117,6 +117,7 @@ BAD_INPUT = {
     "backwards layers, probe": (["probe", "--layers", "3-1"], "runs backwards"),
     "grid of no points": (["search", "--store", "x.zarr", "--n-grid", "0"], "'--n-grid'"),
     "top of nothing": (["top", "--k", "0"], "'--k'"),
+    "top of a layer counted from the end": (["top", "--layers", "-1"], "give layer numbers"),
     "bad cron": (["serve", "--cron", "bad"], "Invalid cron string"),
     "bad cron from the environment": (["serve"], "Invalid cron string"),
 }
