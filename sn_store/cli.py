@@ -188,7 +188,8 @@ def top(
     by: Annotated[str, typer.Option(help="Sort by probe (how the search ranks them), eval (held-out accuracy: "
                                     "for reading, choosing by it would tune on eval) or auroc (held out).")] = "probe",
     sites: SitesOpt = None,
-    layers: LayersOpt = None,
+    layers: Annotated[str | None, typer.Option(callback=_checked(checks.layers), help="Only these decoder layers, "
+                                               "e.g. '0,2,5-7'. Default: all.")] = None,
     csv: CsvOpt = False,
     db: DbOpt = None,
 ) -> None:
