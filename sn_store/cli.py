@@ -226,8 +226,9 @@ def artifacts(
     csv: CsvOpt = False,
     db: DbOpt = None,
 ) -> None:
-    """Every exported early-exit artifact, newest first: run, model, dataset, exit layer, eval accuracy, speed-up, and
-    whether its folder is still on disk."""
+    """Every exported early-exit artifact, newest first, and whether its folder is still on disk.
+
+    Columns: run, model, dataset, exit layer, neurons, the artifact's early-exit accuracy on eval, speed-up."""
     from pathlib import Path
 
     import pyarrow as pa
