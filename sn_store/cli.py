@@ -488,6 +488,14 @@ def store_schema() -> None:
     print(json.dumps(schema(), indent=2))
 
 
+@store_app.command("verify")
+def store_verify(path: Annotated[str, typer.Argument(help="Store path or fsspec URL.")]) -> None:
+    """Read every chunk of every array of a finished store and check its crc32c checksum."""
+    from .store import verify
+
+    console.print(f"{path}: {verify(path)} chunks read, every one intact")
+
+
 @models_app.command("list")
 def models_list() -> None:
     """List the model families (HF model types): built-in tiny model and the reference checkpoints each follows."""
