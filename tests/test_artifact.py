@@ -102,7 +102,7 @@ def test_ensemble_artifact_is_recorded_with_its_evaluation(run):
     con.close()
     assert len(owners) == len(arts) and all(path is not None for _, path in owners)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert {m["method"] for m in manifest["metrics"]["run"]} == {"model", "sn", "sn_ensemble"}
+    assert {m["method"] for m in manifest["metrics"]["run"]} == {"model", "sn", "sn_ensemble", "sav"}  # SAV: attn
     assert manifest["metrics"]["early_exit_eval"]["acc"] == pytest.approx(sn[0][0])
 
 
