@@ -128,17 +128,21 @@ def to_table(parts: list[dict], group: zarr.Group) -> pa.Table:
 
 def search(store: str, mode: str = "exact", *, n_grid: int = 61, dask_address: str | None = None,
            ensemble_k: int = 5, db: str | None = None, block_neurons: int | None = None,
-           progress: bool = True, sav: bool | None = None, sav_heads: int = 20) -> str:
+           progress: bool = True, sav: bool | None = None, sav_heads: int = 20, reuse: bool = True) -> str:
     """Search every neuron of `store`, evaluate the model, the best SN, the top-k ensemble and the SAV baseline,
     and write it all to the DuckDB leaderboard in one transaction. Returns the run id.
 
     `sav`: None runs SAV when the store allows it (an `attn` site and `attn_heads`), True requires it, False
-    skips it."""
+    skips it. `reuse`: a store whose very contents were searched with the same settings already gets that run's
+    id back (`finished_run`) instead of a second identical run."""
     from .evaluate import evaluate_run
     from .leaderboard import write_run
 
     if ensemble_k < 1:
         raise SnError("--ensemble-k must be at least 1")
+    done = finished_run(store, mode, ensemble_k, db, n_grid) if reuse else None
+    if done:
+        return done
     sav_result = _sav(store, sav, sav_heads)
     table = fit_store(store, mode, n_grid, dask_address, block_neurons, progress)
     evaluations = evaluate_run(store, table, ensemble_k) + (sav_result.evaluations if sav_result else [])
@@ -150,9 +154,19 @@ def search(store: str, mode: str = "exact", *, n_grid: int = 61, dask_address: s
         "n_probe": int((split == "probe").sum()), "n_eval": int((split == "eval").sum()),
         "classes": list(attrs["classes"]), "dataset_hash": attrs["dataset"]["content_hash"],
         "model_config_hash": attrs["model"]["config_hash"], "store_fingerprint": attrs.get("fingerprint"),
-        "ensemble_k": ensemble_k,
+        "ensemble_k": ensemble_k, "n_grid": n_grid if mode == "grid" else None,
     }
     return write_run(db, run, table, evaluations, sav_result.heads if sav_result else None)
+
+
+def finished_run(store: str, mode: str, ensemble_k: int, db: str | None = None, n_grid: int = 61) -> str | None:
+    """The run of an earlier search of the same store contents (its extraction fingerprint) with the same mode,
+    grid and ensemble size, if the database has one. A store without a fingerprint (written by another program)
+    has none."""
+    from .leaderboard import find_run
+
+    fingerprint = zstore.open_finished(store).attrs.get("fingerprint")  # refuses a missing or unfinished store
+    return find_run(db, fingerprint, mode, ensemble_k, n_grid) if fingerprint else None
 
 
 def _sav(store: str, wanted: bool | None, n_heads: int):
