@@ -1,10 +1,11 @@
 """Extraction throughput against a bare batched forward pass of the same model on the same batches.
 
-    python benchmarks/bench_extract.py [--geometry tiny|mid|all] [--batch-size 16]
+    python benchmarks/bench_extract.py [--geometry tiny|mid|all] [--batch-size 16] [--checksum on|off|both]
 
 Prints samples/s of (a) the bare forward pass on pre-built input tensors, (b) preprocessing + bare forward,
 (c) `sn_store.extract` end to end (images, processor, forward with hooks on every site of every layer, base-model
-logits, float16 conversion, Zarr writes), and the overhead ratio (c)/(a) (goal: at most 1.10).
+logits, float16 conversion, Zarr writes), and the overhead ratio (c)/(a) (goal: at most 1.10). `--checksum both`
+times (c) with and without the crc32c codec on every chunk (best of two runs each, alternating).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from sn_store import store as zstore
 from sn_store.datasets import load_dataset, resolve_spec
 from sn_store.extract import extract
 from sn_store.models import load_model
@@ -29,7 +31,17 @@ GEOMETRIES = {
 }
 
 
-def bench(name: str, batch_size: int, workdir: Path) -> dict[str, float]:
+def timed_extract(adapter, ds, batch_size: int, workdir: Path, checksum: bool, tag: str) -> float:
+    saved, zstore.CHECKSUM = zstore.CHECKSUM, (zstore.Crc32cCodec() if checksum else None)
+    try:
+        t = time.perf_counter()
+        extract(adapter, ds, store=str(workdir / f"{tag}.zarr"), batch_size=batch_size, progress=False)
+        return time.perf_counter() - t
+    finally:
+        zstore.CHECKSUM = saved
+
+
+def bench(name: str, batch_size: int, workdir: Path, checksum: str = "on") -> dict[str, float]:
     dims, n = GEOMETRIES[name]
     path = build_tiny("llava", workdir / f"model-{name}", dims=dims)
     adapter = load_model(str(path), device="cpu")
@@ -49,16 +61,22 @@ def bench(name: str, batch_size: int, workdir: Path) -> dict[str, float]:
             adapter.model(**inputs, use_cache=False)
         t2 = time.perf_counter()
     bare, prep = t2 - t1, t1 - t0
-    t3 = time.perf_counter()
-    extract(adapter, ds, store=str(workdir / f"{name}.zarr"), batch_size=batch_size, progress=False)
-    full = time.perf_counter() - t3
+    modes = {"on": [True], "off": [False], "both": [False, True, False, True]}[checksum]
+    times: dict[bool, list[float]] = {}
+    for i, on in enumerate(modes):
+        times.setdefault(on, []).append(timed_extract(adapter, ds, batch_size, workdir, on, f"{name}-{i}"))
+    full = min(times[modes[-1]])
     n_params = sum(p.numel() for p in adapter.model.parameters())
     print(f"\n[{name}] {n_params / 1e6:.1f}M parameters, {adapter.num_layers} layers, "
           f"{sum(adapter.site_width(s) for s in ('resid', 'mlp', 'attn'))} neurons/layer, {n} samples, "
           f"batch {batch_size}, {torch.get_num_threads()} threads")
     print(f"  bare forward (pre-built tensors)    {n / bare:9.1f} samples/s")
     print(f"  preprocessing + bare forward        {n / (bare + prep):9.1f} samples/s")
-    print(f"  sn_store.extract (all sites/layers) {n / full:9.1f} samples/s")
+    for on, ts in times.items():
+        label = "with crc32c" if on else "without crc32c"
+        print(f"  sn_store.extract, {label:15}    {n / min(ts):9.1f} samples/s")
+    if len(times) == 2:
+        print(f"  checksum cost: extract time with / without crc32c = {min(times[True]) / min(times[False]):.3f}")
     print(f"  overhead ratio extract / bare forward: {full / bare:.2f}  (goal <= 1.10)")
     print(f"  ratio extract / (preprocessing + bare forward): {full / (bare + prep):.2f}")
     return {"bare": bare, "prep": prep, "extract": full}
@@ -68,11 +86,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--geometry", choices=[*GEOMETRIES, "all"], default="all")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--checksum", choices=["on", "off", "both"], default="on",
+                        help="crc32c on every chunk (the default), without, or both for the comparison")
     args = parser.parse_args()
     names = list(GEOMETRIES) if args.geometry == "all" else [args.geometry]
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            bench(name, args.batch_size, Path(tmp))
+            bench(name, args.batch_size, Path(tmp), args.checksum)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """The whole search space of LLaVA-1.5-7B: 32 layers x 19,200 neurons (4,096 resid + 11,008 mlp + 4,096 attn).
 
     python benchmarks/bench_search.py [--layers 32] [--probe 1000] [--eval 200] [--stump-neurons 200]
+                                      [--checksum on|off|both]
 
 Builds a contract-conforming store of synthetic float16 values with some planted signal, then prints in one run:
 the total search time and neurons/s, the floor (a bare float32 `argsort` of every block along the sample axis,
 same blocks, same threads; goal: search <= 1.5x of it), the speed-up over a per-neuron sklearn decision stump
 (goal >= 1000x), and the peak memory. Goal for the whole 614,400-neuron search on 2 cores: under 20 s.
+`--checksum both` also builds the store without the crc32c codec and times opening (the missing-chunk check) and
+the search on each, alternating.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from sn_store.search import blocks, fit_store
 WIDTHS = {"resid": 4096, "mlp": 11008, "attn": 4096}
 
 
-def build(path: str, n_layers: int, n_probe: int, n_eval: int, seed: int = 0) -> np.ndarray:
+def build(path: str, n_layers: int, n_probe: int, n_eval: int, seed: int = 0, checksum: bool = True) -> np.ndarray:
     n = n_probe + n_eval
     rng = np.random.default_rng(seed)
     y = (np.arange(n) % 2).astype(np.int64)
@@ -37,14 +40,19 @@ def build(path: str, n_layers: int, n_probe: int, n_eval: int, seed: int = 0) ->
                            classes=["no", "yes"], sample_ids=[f"s{i}" for i in range(n)])
     attrs = {"classes": ["no", "yes"], "sites": list(WIDTHS), "model": {"id": "synthetic", "config_hash": "-"},
              "dataset": {"name": "synthetic", "content_hash": "-"}}
-    group = zstore.create(path, layout, y, ["probe"] * n_probe + ["eval"] * n_eval, attrs)
+    saved, zstore.CHECKSUM = zstore.CHECKSUM, (zstore.Crc32cCodec() if checksum else None)
+    try:
+        writer = zstore.StoreWriter.create(path, layout, y, ["probe"] * n_probe + ["eval"] * n_eval, attrs)
+    finally:
+        zstore.CHECKSUM = saved
     for layer in range(n_layers):
         acts = rng.standard_normal((n, layout.n_neurons), dtype=np.float32)
         planted = rng.choice(layout.n_neurons, 64, replace=False)  # 64 informative neurons per layer
         acts[:, planted] += rng.uniform(0.2, 2.0, 64) * (2 * y[:, None] - 1)
-        group["activations"][:, layer, :] = acts.astype(np.float16)
-    group["model_pred"][:] = np.where(rng.random(n) < 0.8, y, 1 - y)
-    zstore.finish(group)
+        writer.arrays["activations"][:, layer, :] = acts.astype(np.float16)
+    writer.arrays["model_pred"][:] = np.where(rng.random(n) < 0.8, y, 1 - y)
+    writer.arrays["model_logits"][:] = 0.0
+    writer.finish()
     return y
 
 
@@ -70,12 +78,31 @@ def stump_seconds_per_neuron(path: str, y: np.ndarray, n_probe: int, n_neurons: 
     return (time.perf_counter() - t) / n_neurons
 
 
+def checksum_cost(path: str, tmp: str, args) -> None:
+    """Open (every chunk listed and checked present) and search the same store with and without crc32c."""
+    paths = {True: path, False: str(Path(tmp) / "bench-plain.zarr")}
+    build(paths[False], args.layers, args.probe, args.eval, checksum=False)
+    times: dict[bool, dict[str, list[float]]] = {True: {"open": [], "search": []}, False: {"open": [], "search": []}}
+    for on in (False, True, False, True):
+        t = time.perf_counter()
+        reader = zstore.StoreReader(paths[on])
+        times[on]["open"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        fit_store(reader, progress=False)
+        times[on]["search"].append(time.perf_counter() - t)
+    for what in ("open", "search"):
+        a, b = min(times[True][what]), min(times[False][what])
+        print(f"{what} with crc32c: {a:.2f} s, without: {b:.2f} s (with / without = {a / b:.3f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=32)
     parser.add_argument("--probe", type=int, default=1000)
     parser.add_argument("--eval", type=int, default=200)
     parser.add_argument("--stump-neurons", type=int, default=200)
+    parser.add_argument("--checksum", choices=["on", "both"], default="on",
+                        help="both: also compare opening and searching a store without crc32c")
     args = parser.parse_args()
     n_neurons = args.layers * sum(WIDTHS.values())
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,6 +124,8 @@ def main() -> None:
         write_run(str(Path(tmp) / "sn.duckdb"), {"store": path, "mode": "exact"}, table, evaluations)
         t_db = time.perf_counter() - t
         stump = stump_seconds_per_neuron(path, y, args.probe, args.stump_neurons)
+        if args.checksum == "both":
+            checksum_cost(path, tmp, args)
     per_neuron = total / n_neurons
     print(f"search (exact, {dask.config.get('num_workers', None) or 'all'} threads): {total:.2f} s, "
           f"{n_neurons / total:,.0f} neurons/s, {table.num_rows:,} rows  (goal for 614,400 neurons: < 20 s)")

@@ -4,7 +4,8 @@ A re-run after a failure skips what is done: the store resumes from its last chu
 and a finished search of the same store and settings is reused. Each run publishes three Prefect artifacts: the
 extraction's progress (samples done of total), a table of the top neurons and a markdown summary, the last two keyed
 by model and dataset (`top-neurons-<model>-<dataset>`, `probe-summary-<model>-<dataset>`) so that the Artifacts page
-keeps one of each per pair. A finished probe is recorded (DuckDB `probes`): `reprobe` skips it next time.
+keeps one of each per pair. A finished probe is recorded (DuckDB `probes`): `reprobe` skips it next time. The last
+stage writes the run's report and publishes a link to it and the results table (`sn_store.flows.report`).
 """
 
 from __future__ import annotations

@@ -8,17 +8,19 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from sn_store import leaderboard
+from sn_store.pipeline import artifact_key
 from sn_store.report import results_table, write_report
 
 
 @task(name="report", cache_policy=NONE)
 def report_task(run_id: str | None, out: str | None = None, db: str | None = None) -> str:
-    run_id = run_id or leaderboard.latest_run(db)
-    page = write_report(run_id, out, db=db).resolve()
-    create_link_artifact(page.as_uri(), link_text=f"report of run {run_id}", key="run-report",
-                         description=f"{page} (open it in a browser; it reads offline)")
-    create_table_artifact(results_table(db, run_id), key="run-results",
-                          description=f"run {run_id}: base model, SAV, best SN, ensemble, early exit (probe / eval)")
+    run = leaderboard.run_row(db, run_id)  # default: the latest
+    page = write_report(run["run_id"], out, db=db).resolve()
+    what = f"{run['model']} on {run['dataset']} (run {run['run_id']})"
+    create_link_artifact(page.as_uri(), link_text=f"report: {what}", key=artifact_key("report", run["model"],
+                         run["dataset"]), description=f"{page} (open it in a browser; it reads offline)")
+    create_table_artifact(results_table(db, run["run_id"]), key=artifact_key("results", run["model"], run["dataset"]),
+                          description=f"{what}: base model, SAV, best SN, ensemble, early exit (probe / eval)")
     return str(page)
 
 

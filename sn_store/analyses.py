@@ -19,22 +19,21 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import zarr
 
 from . import leaderboard
 from . import store as zstore
-from .datasets.options import read_class_mask
 from .errors import SnError
-from .evaluate import SPLITS, Neuron, choose, class_metrics, positive_index, read_neurons, vote_margins
+from .evaluate import SPLITS, Neuron, choose, class_metrics, vote_margins
+from .store import StoreReader
 
 ALPHA_RANGE = (-3.0, 3.0)  # the paper's threshold grid
 SUITE_TRANSFERS = {"shapes-exist": "shapes-exist-shift"}  # built-in task -> the same task under a shift
 
 
 # --- shared ---------------------------------------------------------------------------------------------------
-def _open_run(db, run_id: str) -> tuple[dict, zarr.Group]:
+def _open_run(db, run_id: str) -> tuple[dict, StoreReader]:
     run = leaderboard.run_row(db, run_id)
-    return run, zstore.open_finished(run["store"])
+    return run, StoreReader(run["store"])
 
 
 def _store_rows(db, name: str, table: pa.Table, where: dict) -> pa.Table:
@@ -56,18 +55,14 @@ def _store_rows(db, name: str, table: pa.Table, where: dict) -> pa.Table:
 
 
 def _select(db, sql: str, params: list) -> pa.Table:
-    con = leaderboard.connect(db, read_only=True)
-    try:
-        return con.sql(sql, params=params).to_arrow_table()
-    finally:
-        con.close()
+    return leaderboard.read_table(db, sql, params)
 
 
-def _labels(group: zarr.Group) -> tuple[np.ndarray, np.ndarray]:
-    return np.asarray(group["label"][:]).astype(np.int64), np.asarray(group["split"][:]).astype(object)
+def _labels(group: StoreReader) -> tuple[np.ndarray, np.ndarray]:
+    return group.labels, group.split
 
 
-def _run_neurons(db, run: dict, group: zarr.Group, k: int) -> tuple[list[Neuron], np.ndarray]:
+def _run_neurons(db, run: dict, group: StoreReader, k: int) -> tuple[list[Neuron], np.ndarray]:
     """The run's top-k neurons per class (binary: of the positive class), chosen on the probe split as the search
     chose them, and their activations in the run's store."""
     _, split = _labels(group)
@@ -91,7 +86,7 @@ def threshold_curve(db, run_id: str, k: int = 5, n_grid: int = 61) -> pa.Table:
     y, split = _labels(group)
     top = leaderboard.top(db, run_id, k).to_pylist()
     top = [r for r in top if r["polarity"] != 0 and (len(run["classes"]) > 2 or r["class"] == run["classes"][1])]
-    acts = read_neurons(group, [(r["site"], r["layer"], r["neuron"]) for r in top])
+    acts = group.neurons([(r["site"], r["layer"], r["neuron"]) for r in top])
     alpha = alpha_grid(n_grid)
     cols: dict[str, list] = {c: [] for c in ("class", "rank", "site", "layer", "neuron", "polarity", "alpha",
                                              "split", "acc")}
@@ -168,31 +163,27 @@ def _prf(pred: np.ndarray, y: np.ndarray, n_classes: int, positive: int) -> dict
             "f1": float(np.mean(f))}
 
 
-def _fit_on(run: dict, group: zarr.Group, probe: np.ndarray, n_grid: int) -> pa.Table:
+def _fit_on(run: dict, group: StoreReader, probe: np.ndarray, n_grid: int) -> pa.Table:
     """The search's neuron table with `probe` as the fitting samples."""
     import dask
 
     from .search import StoreInputs, blocks, fit_store_block, to_table
 
-    y, _ = _labels(group)
-    pred = np.asarray(group["model_pred"][:]).astype(np.int64)
-    inputs = StoreInputs(run["store"], y, probe, pred if (pred >= 0).all() else None, len(run["classes"]))
-    acts = group["activations"]
-    todo = blocks(acts.shape[1], acts.shape[2], acts.chunks[2])
+    inputs = StoreInputs(group.path, group.labels, probe, group.model_pred, len(run["classes"]))
+    todo = blocks(group.shape[1], group.shape[2], group.chunk_neurons)
     parts = dask.compute(*[dask.delayed(fit_store_block)(inputs, b, run["mode"], n_grid) for b in todo],
                          scheduler="threads")
     return to_table(list(parts), group)
 
 
-def probe_size_curve(db, run_id: str, sizes: list[int] | None = None, seeds: int = 5, n_grid: int = 61
-                     ) -> pa.Table:
+def probe_size_curve(db, run_id: str, sizes: list[int] | None = None, seeds: int = 5) -> pa.Table:
     """Eval accuracy, precision, recall and F1 of the best SN re-selected (the search's rule) on stratified
     subsets of the probe split, per size and seed; the base model's eval figures as method `model` (seed -1).
-    Stored as `probe_size_curves`."""
+    The search settings (mode, grid) are the run's. Stored as `probe_size_curves`."""
     run, group = _open_run(db, run_id)
     y, split = _labels(group)
     probe, ev, k = split == "probe", split == "eval", len(run["classes"])
-    positive, allowed = positive_index(group), read_class_mask(group)
+    positive, allowed = group.positive_index, group.class_mask
     sizes = sorted(set(sizes or default_sizes(int(probe.sum()), k)))
     if sizes[0] < k or sizes[-1] > probe.sum():
         raise SnError(f"probe sizes must lie in {k}..{int(probe.sum())} (the probe split), got {sizes}")
@@ -200,14 +191,13 @@ def probe_size_curve(db, run_id: str, sizes: list[int] | None = None, seeds: int
     for size in sizes:
         for seed in range(seeds if size < probe.sum() else 1):  # the whole split is one subset
             subset = stratified_subset(probe, y, size, seed)
-            neurons, acts = choose(group, _fit_on(run, group, subset, n_grid), 1, subset)
+            neurons, acts = choose(group, _fit_on(run, group, subset, run.get("n_grid") or 61), 1, subset)
             pred = vote_margins(acts, neurons, k, allowed)
             rows.append({"method": "sn", "size": size, "seed": seed, **_prf(pred[ev], y[ev], k, positive),
                          "neuron": json.dumps([[n.site, n.layer, n.index, n.polarity, n.threshold] for n in neurons])})
-    model_pred = np.asarray(group["model_pred"][:]).astype(np.int64)
-    if (model_pred >= 0).all():
+    if group.model_pred is not None:
         rows.append({"method": "model", "size": int(probe.sum()), "seed": -1,
-                     **_prf(model_pred[ev], y[ev], k, positive), "neuron": None})
+                     **_prf(group.model_pred[ev], y[ev], k, positive), "neuron": None})
     table = pa.Table.from_pylist([{"run_id": run_id, **r} for r in rows], schema=_SIZE_SCHEMA)
     return _store_rows(db, "probe_size_curves", table, {"run_id": run_id})
 
@@ -218,14 +208,14 @@ _SIZE_SCHEMA = pa.schema([("run_id", pa.string()), ("method", pa.string()), ("si
 
 
 # --- prompt robustness -------------------------------------------------------------------------------------------
-def _spec_of(run: dict, group: zarr.Group):
+def _spec_of(run: dict, group: StoreReader):
     """The run's dataset spec as the store recorded it (its sizes, seed and source)."""
     from .datasets.spec import parse_spec
 
-    info = group.attrs.get("dataset") or {}
-    if not info.get("spec"):
+    info = group.attrs.dataset
+    if info is None or not info.spec:
         raise SnError(f"store {run['store']}: records no dataset spec, so its prompts cannot be reworded")
-    return parse_spec(info["spec"], f"recorded in {run['store']}", info.get("base_dir", "."))
+    return parse_spec(info.spec, f"recorded in {run['store']}", info.base_dir or ".")
 
 
 def _variants(spec, given):
@@ -273,20 +263,20 @@ def prompt_robustness(db, run_id: str, variants: list | None = None, batch_size:
     if not todo:
         raise SnError(f"dataset {spec.name}: the spec has no prompt_variants to evaluate")
     y, split = _labels(group)
-    ev, n_classes, positive = split == "eval", len(run["classes"]), positive_index(group)
-    allowed = read_class_mask(group)
+    ev, n_classes, positive = split == "eval", len(run["classes"]), group.positive_index
+    allowed = group.class_mask
     chosen = {m: _run_neurons(db, run, group, n) for m, n in (("sn", 1), ("sn_ensemble", run["ensemble_k"] or 5))}
     keys = sorted({(n.site, n.layer, n.index) for ns, _ in chosen.values() for n in ns})
     adapter = model or load_model(run["model"])
-    store_ids = np.asarray(group["sample_id"][:]).astype(object)[ev]
-    acts_by_variant = {"original": (read_neurons(group, keys)[ev], _first_question(spec, store_ids))}
+    store_ids = np.asarray(group.sample_ids, dtype=object)[ev]
+    acts_by_variant = {"original": (group.neurons(keys)[ev], _first_question(spec, store_ids))}
     for variant in todo:
         ds = load_dataset(spec.with_variant(variant))
         samples = [s for s, part in zip(ds.samples, ds.split, strict=True) if part == "eval"]
         if [s.id for s in samples] != list(store_ids):
             raise SnError(f"prompt variant {variant.name}: its eval samples differ from the store's")
         acts = variant_activations(adapter, samples, keys, batch_size)
-        acts_by_variant[variant.name] = (acts.astype(group["activations"].dtype).astype(np.float32),
+        acts_by_variant[variant.name] = (acts.astype(group.activation_dtype).astype(np.float32),
                                          samples[0].question if samples else "")
     rows = []
     for name, (acts, prompt) in acts_by_variant.items():
@@ -321,15 +311,15 @@ def prompt_robustness_rows(db, run_id: str) -> pa.Table:
 
 
 # --- distribution shift -------------------------------------------------------------------------------------------
-def _check_target(run: dict, target: zarr.Group, path: str, neurons: list[Neuron]) -> None:
-    classes = list(target.attrs["classes"])
+def _check_target(run: dict, target: StoreReader, path: str, neurons: list[Neuron]) -> None:
+    classes = target.classes
     if classes != list(run["classes"]):
         raise SnError(f"store {path}: classes {classes} differ from run {run['run_id']}'s {list(run['classes'])}")
-    config = (target.attrs.get("model") or {}).get("config_hash")
+    config = target.attrs.model.config_hash if target.attrs.model else None
     if config and run["model_config_hash"] and config != run["model_config_hash"]:
         raise SnError(f"store {path}: extracted from another model (config hash {config}, the run's "
                       f"{run['model_config_hash']})")
-    layers, sites = set(np.asarray(target["layer"][:]).tolist()), set(target.attrs["sites"])
+    layers, sites = set(target.layers), set(target.sites)
     for n in neurons:
         if n.layer not in layers or n.site not in sites:
             raise SnError(f"store {path}: has no {n.site} layer {n.layer}, which the run's neuron "
@@ -340,18 +330,17 @@ def transfer(db, run_id: str, store: str) -> pa.Table:
     """The run's best SN and ensemble (chosen on its own probe split), and the base model, evaluated on another
     store with the same classes, per split of that store and over all of it. Stored as `transfers`."""
     run, group = _open_run(db, run_id)
-    target = zstore.open_finished(store)
+    target = StoreReader(store)
     k = run["ensemble_k"] or 5
     chosen = {m: _run_neurons(db, run, group, n)[0] for m, n in (("sn", 1), ("sn_ensemble", k))}
     _check_target(run, target, store, chosen["sn_ensemble"])
     y, split = _labels(target)
-    n_classes, allowed = len(run["classes"]), read_class_mask(target)
-    preds = {m: vote_margins(read_neurons(target, [(n.site, n.layer, n.index) for n in ns]), ns, n_classes, allowed)
+    n_classes, allowed = len(run["classes"]), target.class_mask
+    preds = {m: vote_margins(target.neurons([(n.site, n.layer, n.index) for n in ns]), ns, n_classes, allowed)
              for m, ns in chosen.items()}
-    model_pred = np.asarray(target["model_pred"][:]).astype(np.int64)
-    if (model_pred >= 0).all():
-        preds = {"model": model_pred, **preds}
-    positive, name = positive_index(group), (target.attrs.get("dataset") or {}).get("name")
+    if target.model_pred is not None:
+        preds = {"model": target.model_pred, **preds}
+    positive, name = group.positive_index, target.attrs.dataset.name if target.attrs.dataset else None
     now = datetime.now(UTC).replace(tzinfo=None)
     rows = [{"run_id": run_id, "target_store": str(store), "target_dataset": name, "method": m, "split": part,
              **class_metrics(p[mask], y[mask], n_classes, positive), "created_at": now}
@@ -374,6 +363,20 @@ _TRANSFER_SCHEMA = pa.schema([("run_id", pa.string()), ("target_store", pa.strin
 def transfers(db, run_id: str) -> pa.Table:
     """The transfer rows recorded for a run."""
     return _select(db, "SELECT * FROM transfers WHERE run_id = ? ORDER BY target_store, method, split", [run_id])
+
+
+def transfer_suite(db, run_ids: list[str]) -> list[str]:
+    """Record the built-in shifts (`SUITE_TRANSFERS`) among these runs: each run of a source task evaluated on the
+    store of a run of its shifted task by the same model. Returns the source runs that got a transfer."""
+    runs = [leaderboard.run_row(db, r) for r in run_ids]
+    done = []
+    for src in runs:
+        targets = [r for r in runs if r["dataset"] == SUITE_TRANSFERS.get(src["dataset"])
+                   and r["model_config_hash"] == src["model_config_hash"]]
+        for dst in targets[-1:]:
+            transfer(db, src["run_id"], dst["store"])
+            done.append(src["run_id"])
+    return done
 
 
 @dataclass(frozen=True)
@@ -535,8 +538,9 @@ def plot_transfer(table: pa.Table, path, source: dict[str, float] | None = None)
 
 # --- for the report -------------------------------------------------------------------------------------------------
 def write_figures(db, run_id: str, out_dir) -> list[Figure]:
-    """Every analysis that applies to the run, computed (or, for prompts and transfers, read when recorded) and
-    drawn as `out_dir/<name>.png`. Prompt robustness runs when the spec has variants and nothing is recorded."""
+    """Every analysis that applies to the run, drawn as `out_dir/<name>.png`. The cheap ones are computed; the
+    probe-size curve and prompt robustness are read when recorded, else computed (prompts: when the spec has
+    variants); transfers are read (`sn transfer` records them). Without the run's store: what SQL alone gives."""
     out, figs = Path(out_dir), []
     has_store = zstore.open_group(leaderboard.run_row(db, run_id)["store"]) is not None  # else: SQL-only figures
 
@@ -551,8 +555,10 @@ def write_figures(db, run_id: str, out_dir) -> list[Figure]:
     agreement = agreement_vs_accuracy(db, run_id)
     if agreement.num_rows and agreement["model_eval_acc"][0].as_py() is not None:
         add("agreement", "Agreement with the base model against accuracy", agreement, plot_agreement)
-    if has_store:
-        add("probe_size", "Probe-set size against eval figures", probe_size_curve(db, run_id), plot_probe_size)
+    sizes = _select(db, "SELECT * FROM probe_size_curves WHERE run_id = ? ORDER BY method, size, seed", [run_id])
+    if has_store and not sizes.num_rows:  # many searches: computed once, then read
+        sizes = probe_size_curve(db, run_id)
+    add("probe_size", "Probe-set size against eval figures", sizes, plot_probe_size)
     robust = _robustness_for_report(db, run_id) if has_store else prompt_robustness_rows(db, run_id)
     add("prompt_robustness", "Reworded prompts", robust, plot_prompt_robustness)
     own = {r["method"]: r["acc"] for r in leaderboard.run_evaluations(db, run_id) if r["split"] == "eval"}

@@ -28,7 +28,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
+from . import __version__, checks
 from .errors import SnError
 from .evaluate import Neuron, vote_margins
 from .manifest import (
@@ -117,7 +117,7 @@ class EarlyExitClassifier:
         recorded = None if db is None else check_recorded(db, path, manifest)
         config = _config(path, manifest)
         family = adapter_class(config.model_type)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = checks.device(device) if device else ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = getattr(torch, manifest.model.dtype)
         with no_init_weights():  # every weight comes from the artifact: skip random initialisation
             model = AutoModelForImageTextToText.from_config(config, dtype=dtype, trust_remote_code=False)

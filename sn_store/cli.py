@@ -10,9 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import checks
 from .errors import SnError
 
-SITES_ALL = ("resid", "mlp", "attn")
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click.exceptions import ClickException
+except ImportError:
+    from click.exceptions import ClickException
 
 app = typer.Typer(
     help="Find Super Neurons in vision-language models and turn them into early-exit classifiers.",
@@ -20,35 +24,68 @@ app = typer.Typer(
 )
 datasets_app = typer.Typer(help="Dataset specs: built-in and registered.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+models_app = typer.Typer(help="Model families.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 # Piped output (CI, files) gets a wide fixed width instead of rich's 80 columns, so tables keep their headers.
 console = Console(width=None if sys.stdout.isatty() else 160)
 
+def _checked(check):
+    """A typer callback running one of the shared checks (sn_store.checks) on a value the user gave."""
+    return lambda value: value if value is None else check(value)
+
+
+def _prefect_api(url: str | None) -> str | None:
+    if url:  # checked here, before any flow starts, and handed to Prefect through its own variable
+        os.environ["PREFECT_API_URL"] = checks.prefect_api(url)
+    return url
+
+
+# Every option that more than one command takes is declared (and validated) once, here.
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="HF hub id, local model directory, or a built-in "
-                                       "name (sn-tiny-llava: trained; tiny-llava, tiny-qwen2-vl, tiny-idefics3: "
-                                       "random weights).")]
+                                       "name (sn-tiny-llava: trained; tiny-<family>: random weights, see "
+                                       "`sn models list`).")]
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="A dataset spec file (YAML) or a built-in or "
                                          "registered name (see `sn datasets list`).")]
 SourceOpt = Annotated[str | None, typer.Option("--source", help="Where the dataset's data is, instead of the spec's "
                                                "source: a local copy (a folder in the hub's layout, a save_to_disk "
                                                "folder, the original release's files) or a hub id.")]
+DbOpt = Annotated[str | None, typer.Option("--db", help="DuckDB file. Default: $SN_HOME/sn.duckdb.")]
+LayersOpt = Annotated[str | None, typer.Option(callback=_checked(checks.layers), help="Decoder layers, e.g. "
+                                               "'0,2,5-7' (negative: from the end). Default: all.")]
+SitesOpt = Annotated[str | None, typer.Option(callback=_checked(checks.sites), help="Comma-separated sites: "
+                                              f"{', '.join(checks.SITES)}. Default: all.")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")]
+BatchOpt = Annotated[int, typer.Option(min=1, help="Samples per forward pass.")]
+DeviceOpt = Annotated[str | None, typer.Option(callback=_checked(checks.device), help="torch device: cpu, cuda, "
+                                               "cuda:N or mps. Default: cuda if available, else cpu.")]
+ModelDtypeOpt = Annotated[str | None, typer.Option(callback=_checked(checks.model_dtype), help="Weights dtype: "
+                                                   f"{', '.join(checks.MODEL_DTYPES)}. Default: bfloat16 on CUDA, "
+                                                   "float32 on CPU.")]
+EnsembleKOpt = Annotated[int, typer.Option(min=1, help="Neurons (per class) in the majority-vote ensemble.")]
+DaskOpt = Annotated[str | None, typer.Option(envvar="SN_DASK_ADDRESS", help="A dask.distributed scheduler "
+                                             "(tcp://host:port). Default: local threads.")]
+RunOpt = Annotated[str | None, typer.Option(help="Run id. Default: the latest run.")]
+PrefectApiOpt = Annotated[str | None, typer.Option("--prefect-api-url", envvar="PREFECT_API_URL",
+                                                   callback=_prefect_api, help="Prefect server API, e.g. "
+                                                   "http://127.0.0.1:4200/api; checked before anything runs. "
+                                                   "Unset: a temporary local server.")]
 
 
 @app.command()
 def extract(
     model: ModelOpt,
     dataset: DatasetOpt,
-    sites: Annotated[str | None, typer.Option(help="Comma-separated sites: resid, mlp, attn. Default: all.")] = None,
-    layers: Annotated[str | None, typer.Option(help="Decoder layers, e.g. '0,2,5-7'. Default: all.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 16,
+    sites: SitesOpt = None,
+    layers: LayersOpt = None,
+    batch_size: BatchOpt = 16,
     store: Annotated[str | None, typer.Option(help="Store path or fsspec URL. Default: $SN_HOME/stores/"
                                                  "<model>__<dataset>-<fingerprint>.zarr, as sn probe")] = None,
     dtype: Annotated[str, typer.Option(help="Stored activation dtype: float16 or float32.")] = "float16",
     baseline: Annotated[bool, typer.Option(help="Also record the base model's own answer (needs the full "
                                            "forward pass; --no-baseline stops after the deepest layer).")] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace a store made with other arguments.")] = False,
-    device: Annotated[str | None, typer.Option(help="torch device. Default: cuda if available, else cpu.")] = None,
-    model_dtype: Annotated[str | None, typer.Option(help="Weights dtype (float32, bfloat16, float16). Default: "
-                                                       "bfloat16 on CUDA, float32 on CPU.")] = None,
+    device: DeviceOpt = None,
+    model_dtype: ModelDtypeOpt = None,
     source: SourceOpt = None,
 ) -> None:
     """Record the chosen sites of the chosen layers at the first generated token into a Zarr store.
@@ -69,6 +106,7 @@ def demo(
     task: Annotated[list[str] | None, typer.Option(help="Task (dataset) to probe; repeat. Default: the whole "
                                                       "built-in suite.")] = None,
     db: DbOpt = None,
+    prefect_api_url: PrefectApiOpt = None,
 ) -> None:
     """Probe the embedded default model on every task of the synthetic suite, through Prefect, and print one table.
 
@@ -104,29 +142,15 @@ def _pct(x) -> str:
 
 
 def _describe_store(path: str) -> None:
-    from .store import open_store
+    from .store import describe
 
-    ds = open_store(path)
-    acts = ds["activations"]
     table = Table(title=f"store {path}")
     table.add_column("what")
     table.add_column("value")
-    split = ds["split"].values.astype(object)
-    table.add_row("activations", f"{acts.sizes['sample']} samples x {acts.sizes['layer']} layers x "
-                  f"{acts.sizes['neuron']} neurons ({acts.dtype})")
-    table.add_row("sites", ", ".join(ds.attrs["sites"]))
-    table.add_row("layers", ", ".join(map(str, ds.attrs["layers"])))
-    table.add_row("split", f"{(split == 'probe').sum()} probe / {(split == 'eval').sum()} eval")
-    table.add_row("classes", ", ".join(ds.attrs["classes"]))
-    pred = ds["model_pred"].values
-    if (pred >= 0).all():
-        ev = split == "eval"
-        acc = (pred[ev] == ds["label"].values[ev]).mean()
-        table.add_row("base model eval accuracy", f"{acc:.3f}")
+    for what, value in describe(path).items():
+        table.add_row(what, value)
     console.print(table)
 
-
-DbOpt = Annotated[str | None, typer.Option("--db", help="DuckDB file. Default: $SN_HOME/sn.duckdb.")]
 
 
 @app.command()
@@ -134,13 +158,12 @@ def search(
     store: Annotated[str, typer.Option(help="Activation store written by `sn extract` (path or fsspec URL).")],
     mode: Annotated[str, typer.Option(help="exact: every cut between distinct probe values; grid: the paper's "
                                       "fixed thresholds over [-3, 3].")] = "exact",
-    n_grid: Annotated[int, typer.Option(help="Grid points in grid mode.")] = 61,
-    dask_address: Annotated[str | None, typer.Option(envvar="SN_DASK_ADDRESS", help="A dask.distributed "
-                                                        "scheduler (tcp://host:port). Default: local threads.")] = None,
-    ensemble_k: Annotated[int, typer.Option(help="Neurons (per class) in the majority-vote ensemble.")] = 5,
+    n_grid: Annotated[int, typer.Option(min=1, help="Grid points in grid mode.")] = 61,
+    dask_address: DaskOpt = None,
+    ensemble_k: EnsembleKOpt = 5,
     sav: Annotated[bool | None, typer.Option("--sav/--no-sav", help="The SAV baseline (attention heads). Default: "
                                              "when the store has the attn site and attn_heads.")] = None,
-    sav_heads: Annotated[int, typer.Option(help="Attention heads voting in the SAV baseline.")] = 20,
+    sav_heads: Annotated[int, typer.Option(min=1, help="Attention heads voting in the SAV baseline.")] = 20,
     again: Annotated[bool, typer.Option("--again", help="Search anew even if these very store contents were "
                                         "searched with the same settings (default: reuse that run).")] = False,
     db: DbOpt = None,
@@ -169,16 +192,59 @@ def search(
 
 @app.command()
 def top(
-    run: Annotated[str | None, typer.Option(help="Run id. Default: the latest run.")] = None,
-    k: Annotated[int, typer.Option(help="Neurons per class.")] = 20,
+    run: RunOpt = None,
+    k: Annotated[int, typer.Option(min=1, help="Neurons per class.")] = 20,
+    by: Annotated[str, typer.Option(help="Sort by probe (how the search ranks them), eval (held-out accuracy: "
+                                    "for reading, choosing by it would tune on eval) or auroc (held out).")] = "probe",
+    sites: SitesOpt = None,
+    layers: LayersOpt = None,
+    csv: CsvOpt = False,
     db: DbOpt = None,
 ) -> None:
-    """The best neurons of a run by probe accuracy, with their held-out figures beside them."""
+    """The best neurons of a run with their held-out figures beside them; `rank` is the run-wide rank by probe."""
     from .leaderboard import top as best
 
-    cols = ["rank", "class", "site", "layer", "neuron", "probe_acc", "eval_acc", "eval_bal_acc", "agreement"]
-    table = best(db, run, k)
-    _print_table(table.select(cols), f"top {k} neurons of run {table['run_id'][0] if len(table) else run}")
+    cols = ["rank", "class", "site", "layer", "neuron", "probe_acc", "eval_acc", "eval_bal_acc", "eval_auroc",
+            "agreement"]
+    table = best(db, run, k, by=by, sites=checks.site_list(sites) if sites else None,
+                 layers=checks.layer_list(layers) if layers else None)
+    where = "".join(f", {name} {value}" for name, value in (("sites", sites), ("layers", layers)) if value)
+    _emit(table.select(cols), f"top {k} neurons by {by} of run {table['run_id'][0] if len(table) else run}{where}",
+          csv)
+
+
+@app.command()
+def runs(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")] = None,
+    csv: CsvOpt = False,
+    db: DbOpt = None,
+) -> None:
+    """Every search run, newest first: model, dataset, date and its best held-out (eval) accuracies."""
+    from .leaderboard import runs_summary
+
+    _emit(runs_summary(db, model, dataset), "runs (accuracies on the eval split)", csv)
+
+
+@app.command()
+def artifacts(
+    run: Annotated[str | None, typer.Option(help="Only this run's artifacts.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")] = None,
+    csv: CsvOpt = False,
+    db: DbOpt = None,
+) -> None:
+    """Every exported early-exit artifact, newest first: run, model, dataset, exit layer, eval accuracy, speed-up, and
+    whether its folder is still on disk."""
+    from pathlib import Path
+
+    import pyarrow as pa
+
+    from .leaderboard import artifacts_summary
+
+    table = artifacts_summary(db, run, model, dataset)
+    on_disk = pa.array([Path(p).is_dir() for p in table["artifact"].to_pylist()], pa.bool_())
+    _emit(table.append_column("on_disk", on_disk), "artifacts (early-exit accuracy on the eval split)", csv)
 
 
 @app.command()
@@ -187,7 +253,7 @@ def sql(
                                          "artifacts and the views top_neurons, layer_summary, "
                                          "cross_dataset_neurons.")],
     db: DbOpt = None,
-    csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+    csv: CsvOpt = False,
 ) -> None:
     """Run a read-only SQL query against the leaderboard database.
 
@@ -196,19 +262,13 @@ def sql(
     statement that creates, changes or drops something are refused before anything runs."""
     from .leaderboard import query as run_query
 
-    table = run_query(db, query)
-    if csv:
-        import pyarrow.csv as pacsv
-
-        pacsv.write_csv(table, sys.stdout.buffer)
-    else:
-        _print_table(table, None)
+    _emit(run_query(db, query), None, csv)
 
 
 @app.command("export-neurons")
 def export_neurons(
     out: Annotated[str, typer.Option(help="Parquet file to write.")],
-    run: Annotated[str | None, typer.Option(help="Run id. Default: the latest run.")] = None,
+    run: RunOpt = None,
     db: DbOpt = None,
 ) -> None:
     """Write every neuron row of a run to a Parquet file (the run's metadata rides in the file's metadata)."""
@@ -218,12 +278,22 @@ def export_neurons(
     console.print(f"wrote {path}")
 
 
+def _emit(table, title: str | None, csv: bool) -> None:
+    """A result on stdout: a table for people, or CSV (header first) for programs."""
+    if csv:
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, sys.stdout.buffer)
+    else:
+        _print_table(table, title)
+
+
 def _print_table(table, title: str | None, out: Console | None = None) -> None:
     view = Table(title=title)
     for name in table.column_names:
         view.add_column(name, justify="right" if table.schema.field(name).type != "string" else "left")
     for row in table.to_pylist():
-        view.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+        view.add_row(*("-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
     (out or console).print(view)
 
 
@@ -231,10 +301,10 @@ def _print_table(table, title: str | None, out: Console | None = None) -> None:
 def export(
     out: Annotated[str | None, typer.Option(help="Artifact directory: new, empty, or an artifact to replace. "
                                              "Default: $SN_HOME/artifacts/<run>-...")] = None,
-    run: Annotated[str | None, typer.Option(help="Run id. Default: the latest run.")] = None,
+    run: RunOpt = None,
     neuron: Annotated[str | None, typer.Option(help="SITE:LAYER:INDEX of one neuron (binary runs). Default: the "
                                                   "best by probe accuracy.")] = None,
-    ensemble: Annotated[int, typer.Option(help="Top-K neurons (per class) voting together.")] = 1,
+    ensemble: Annotated[int, typer.Option(min=1, help="Top-K neurons (per class) voting together.")] = 1,
     verify: Annotated[bool, typer.Option(help="Run the artifact on the eval split and check it against the store "
                                          "(records method early_exit).")] = True,
     db: DbOpt = None,
@@ -262,8 +332,8 @@ def predict(
     image: Annotated[list[str] | None, typer.Option(help="Image file (repeat for several).")] = None,
     question: Annotated[list[str] | None, typer.Option(help="Question (one per image, or one for all).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Evaluate on a dataset (spec file or name) instead.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 16,
-    device: Annotated[str | None, typer.Option(help="torch device. Default: cuda if available.")] = None,
+    batch_size: BatchOpt = 16,
+    device: DeviceOpt = None,
     db: Annotated[str | None, typer.Option("--db", help="DuckDB file whose record of the artifact's manifest digest "
                                            "is checked. Default: $SN_HOME/sn.duckdb (if present).")] = None,
 ) -> None:
@@ -280,28 +350,39 @@ def predict(
         print(f"note: {clf.manifest.digest} is not recorded in the leaderboard; the artifact is self-consistent",
               file=sys.stderr)
     if dataset:
-        result = predict_dataset(clf, dataset, batch_size)
-        console.print(f"{result['n']} samples: accuracy {result['acc']:.4f}, balanced accuracy "
-                      f"{result['bal_acc']:.4f}, {result['samples_per_s']:.1f} samples/s")
+        _print_splits(predict_dataset(clf, dataset, batch_size))
         return
     for path, answer in predict_files(clf, image or [], question or [], batch_size):
         print(f"{path}\t{answer}")
+
+
+def _print_splits(result: dict) -> None:
+    same = result["dataset"] == result["chosen_on"]
+    table = Table("split", "n", "acc", "bal_acc", "f1", "mcc", "held out",
+                  title=f"{result['dataset']}: early exit on each split ({result['samples_per_s']:.1f} samples/s)")
+    for name, m in result["splits"].items():
+        held_out = "no: the neurons were chosen on it" if same and name == "probe" else "yes"
+        table.add_row(name, str(m["n"]), *(_pct(m[k]) for k in ("acc", "bal_acc", "f1", "mcc")), held_out)
+    console.print(table)
+    console.print(f"The neurons were chosen on the probe split of {result['chosen_on']}"
+                  + (": read the eval row." if same else "; both splits here are new to them."), highlight=False)
 
 
 @app.command()
 def probe(
     model: Annotated[str, typer.Option("--model", "-m", help="Model to probe.")] = "sn-tiny-llava",
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to probe.")] = "shapes-exist",
-    sites: Annotated[str | None, typer.Option(help="Comma-separated sites. Default: all.")] = None,
-    layers: Annotated[str | None, typer.Option(help="Decoder layers, e.g. '0-3'. Default: all.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 16,
+    sites: SitesOpt = None,
+    layers: LayersOpt = None,
+    batch_size: BatchOpt = 16,
     probe_size: Annotated[int | None, typer.Option(help="Override the spec's probe split size.")] = None,
     eval_size: Annotated[int | None, typer.Option(help="Override the spec's eval split size.")] = None,
     mode: Annotated[str, typer.Option(help="Search mode: exact or grid.")] = "exact",
-    ensemble_k: Annotated[int, typer.Option(help="Neurons per class in the ensemble.")] = 5,
-    dask_address: Annotated[str | None, typer.Option(envvar="SN_DASK_ADDRESS", help="dask scheduler.")] = None,
+    ensemble_k: EnsembleKOpt = 5,
+    dask_address: DaskOpt = None,
     db: DbOpt = None,
     source: SourceOpt = None,
+    prefect_api_url: PrefectApiOpt = None,
 ) -> None:
     """The whole DAG through Prefect: extract -> search -> export -> evaluate (reuses finished stages)."""
     from pydantic import ValidationError
@@ -309,7 +390,7 @@ def probe(
     from .pipeline import ProbeConfig
 
     try:
-        config = ProbeConfig(model=model, dataset=dataset, sites=sites.split(",") if sites else list(SITES_ALL),
+        config = ProbeConfig(model=model, dataset=dataset, sites=checks.site_list(sites or ",".join(checks.SITES)),
                              layers=layers, batch_size=batch_size, probe_size=probe_size, eval_size=eval_size,
                              mode=mode, ensemble_k=ensemble_k, dask_address=dask_address, db=db, source=source)
     except ValidationError as exc:
@@ -351,8 +432,10 @@ def transfer(
 
 @app.command()
 def serve(
-    cron: Annotated[str | None, typer.Option(help="Cron schedule of the reprobe deployment (default daily "
-                                                "03:00, or $SN_REPROBE_CRON).")] = None,
+    cron: Annotated[str | None, typer.Option(envvar="SN_REPROBE_CRON", callback=_checked(checks.cron),
+                                             help="Cron schedule of the reprobe deployment. Default: daily "
+                                             "03:00.")] = None,
+    prefect_api_url: PrefectApiOpt = None,
 ) -> None:
     """Register and serve the probe, extract, search, export and reprobe deployments against $PREFECT_API_URL."""
     from .flows.serve import serve_all
@@ -400,13 +483,48 @@ def datasets_import(
     print(path)
 
 
+store_app = typer.Typer(help="Activation stores: their contract, and checks.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("schema")
+def store_schema() -> None:
+    """Print the JSON schema of a store's group attributes (required: classes, sites, complete)."""
+    import json
+
+    from .store import schema
+
+    print(json.dumps(schema(), indent=2))
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the model families (HF model types): built-in tiny model and the reference checkpoints each follows."""
+    from .models import registered
+
+    table = Table("family", "built-in tiny model", "reference checkpoints")
+    for model_type, family in sorted(registered().items()):
+        table.add_row(model_type, family.tiny_name, ", ".join(family.checkpoints))
+    console.print(table)
+
+
 def main() -> None:
     # Offline machines: Prefect's telemetry would only log errors. A first ephemeral server creates its database,
     # which on 2 busy cores can take longer than Prefect's default 20 s.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     try:
-        app()
+        code = app(standalone_mode=False)  # we print errors: one line each, not typer's boxed usage text
     except SnError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _fail(str(exc), 1)
+    except ClickException as exc:
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+            hint = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) else ""
+            _fail(exc.format_message() + hint, exc.exit_code)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    sys.exit(code)

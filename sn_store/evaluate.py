@@ -8,10 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import zarr
 
-from .datasets.options import read_class_mask
 from .search_kernel import confusion_metrics, decision_function
+from .store import StoreReader
 
 SPLITS = ("probe", "eval")
 
@@ -50,16 +49,6 @@ def ranked(table: pa.Table, class_name: str, k: int) -> list[dict]:
             -col["probe_acc"][rows]]
     best = rows[np.lexsort(keys)[:k]]
     return table.take(best).to_pylist()
-
-
-def read_neurons(group: zarr.Group, keys: list[tuple[str, int, int]]) -> np.ndarray:
-    """Activations (sample, len(keys)) of the neurons named by (site, layer, index within the site), as float32."""
-    layers = list(np.asarray(group["layer"][:]))
-    sites = np.asarray(group["neuron_site"][:]).astype(object)
-    offset = {s: int(np.flatnonzero(sites == s)[0]) for s in dict.fromkeys(sites)}
-    acts = group["activations"]
-    cols = [acts[:, layers.index(layer), offset[site] + index] for site, layer, index in keys]
-    return np.stack(cols, axis=1).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -105,53 +94,42 @@ def _predict(z_by_class: dict[int, np.ndarray], n_classes: int, allowed: np.ndar
     return np.argmax(np.where(votes == votes.max(1, keepdims=True), best, -np.inf), axis=1)
 
 
-def with_scales(group: zarr.Group, picked: list[tuple[int, dict]], probe: np.ndarray):
+def with_scales(store: StoreReader, picked: list[tuple[int, dict]], probe: np.ndarray):
     """Neurons of (class, leaderboard row) pairs with their probe spread, and their activations (sample, neuron)."""
-    acts = read_neurons(group, [(r["site"], r["layer"], r["neuron"]) for _, r in picked])
+    acts = store.neurons([(r["site"], r["layer"], r["neuron"]) for _, r in picked])
     scales = np.nanstd(acts[probe], axis=0)
     return [Neuron.from_row(r, c, float(sd)) for (c, r), sd in zip(picked, scales, strict=True)], acts
 
 
-def choose(group: zarr.Group, table: pa.Table, k: int, probe: np.ndarray) -> tuple[list[Neuron], np.ndarray]:
+def choose(store: StoreReader, table: pa.Table, k: int, probe: np.ndarray) -> tuple[list[Neuron], np.ndarray]:
     """The top-k neurons of every class (binary: of the positive class) and their activations."""
-    names = list(group.attrs["classes"])
+    names = store.classes
     wanted = [1] if len(names) == 2 else list(range(len(names)))
-    return with_scales(group, [(c, r) for c in wanted for r in ranked(table, names[c], k)], probe)
+    return with_scales(store, [(c, r) for c in wanted for r in ranked(table, names[c], k)], probe)
 
 
-def sn_predictions(group: zarr.Group, neurons: list[Neuron]) -> np.ndarray:
-    acts = read_neurons(group, [(n.site, n.layer, n.index) for n in neurons])
-    return vote_margins(acts, neurons, len(group.attrs["classes"]))
+def sn_predictions(store: StoreReader, neurons: list[Neuron]) -> np.ndarray:
+    acts = store.neurons([(n.site, n.layer, n.index) for n in neurons])
+    return vote_margins(acts, neurons, store.n_classes)
 
 
-def evaluate_run(path: str, table: pa.Table, ensemble_k: int = 5) -> list[dict]:
+def evaluate_run(path: str | StoreReader, table: pa.Table, ensemble_k: int = 5) -> list[dict]:
     """Rows of DuckDB `evaluations` (without run_id) for the model, the best SN and the top-k ensemble."""
-    group = zarr.open_group(path, mode="r")
-    y = np.asarray(group["label"][:]).astype(np.int64)
-    split = np.asarray(group["split"][:]).astype(object)
-    n_classes = len(group.attrs["classes"])
-    positive = positive_index(group)
-    probe = split == "probe"
+    store = path if isinstance(path, StoreReader) else StoreReader(path)
+    y, split, n_classes = store.labels, store.split, store.n_classes
+    probe = store.probe
     methods: dict[str, tuple[np.ndarray, list]] = {}
-    model_pred = np.asarray(group["model_pred"][:]).astype(np.int64)
-    if (model_pred >= 0).all():
-        methods["model"] = (model_pred, [])
+    if store.model_pred is not None:
+        methods["model"] = (store.model_pred, [])
     for method, k in (("sn", 1), ("sn_ensemble", ensemble_k)):
-        neurons, acts = choose(group, table, k, probe)
-        methods[method] = (vote_margins(acts, neurons, n_classes, read_class_mask(group)), neurons)
+        neurons, acts = choose(store, table, k, probe)
+        methods[method] = (vote_margins(acts, neurons, n_classes, store.class_mask), neurons)
     rows = []
     for method, (pred, used) in methods.items():
         detail = json.dumps([{"site": n.site, "layer": n.layer, "neuron": n.index, "class": n.cls,
                               "polarity": n.polarity, "threshold": str(n.threshold)} for n in used])
         for name in SPLITS:
             m = split == name
-            rows.append({"method": method, "split": name, **class_metrics(pred[m], y[m], n_classes, positive),
-                         "detail": detail})
+            rows.append({"method": method, "split": name,
+                         **class_metrics(pred[m], y[m], n_classes, store.positive_index), "detail": detail})
     return rows
-
-
-def positive_index(group: zarr.Group) -> int:
-    """Index of the positive class: the spec's `positive_class`, else classes[1]."""
-    classes = list(group.attrs["classes"])
-    spec = (group.attrs.get("dataset") or {}).get("spec") or {}
-    return classes.index(spec["positive_class"]) if spec.get("positive_class") in classes else 1

@@ -7,15 +7,15 @@ import re
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from . import leaderboard
 from .artifact import EarlyExitClassifier, build, check_destination, staging
 from .datasets import Dataset, load_dataset, parse_spec
 from .errors import SnError
-from .evaluate import Neuron, choose, class_metrics, positive_index, sn_predictions, with_scales
+from .evaluate import Neuron, choose, class_metrics, sn_predictions, with_scales
 from .manifest import MANIFEST, ManifestNeuron, ModelSource, Scalar, sha256, write_manifest
 from .models import load_model
+from .store import DatasetProvenance, StoreReader
 from .workspace import subdir
 
 
@@ -26,11 +26,11 @@ def parse_neuron(text: str) -> tuple[str, int, int]:
     return m[1], int(m[2]), int(m[3])
 
 
-def pick(group: zarr.Group, table, neuron: str | None, ensemble: int, probe: np.ndarray) -> list[Neuron]:
+def pick(store: StoreReader, table, neuron: str | None, ensemble: int, probe: np.ndarray) -> list[Neuron]:
     """The artifact's neurons: one named neuron, or the top-`ensemble` of each class (as the evaluations chose)."""
     if neuron is None:
-        return choose(group, table, ensemble, probe)[0]
-    classes = list(group.attrs["classes"])
+        return choose(store, table, ensemble, probe)[0]
+    classes = store.classes
     if len(classes) != 2:
         raise SnError("--neuron picks one binary classifier; for a multi-class run use --ensemble K")
     site, layer, index = parse_neuron(neuron)
@@ -39,7 +39,7 @@ def pick(group: zarr.Group, table, neuron: str | None, ensemble: int, probe: np.
         raise SnError(f"--neuron {neuron}: no such neuron in the run")
     if rows[0]["polarity"] == 0:
         raise SnError(f"--neuron {neuron}: this neuron has no classifier (NaN or inf values)")
-    return with_scales(group, [(1, rows[0])], probe)[0]
+    return with_scales(store, [(1, rows[0])], probe)[0]
 
 
 def _eq(table, site, layer, index):
@@ -49,31 +49,31 @@ def _eq(table, site, layer, index):
                    pc.equal(table["neuron"], index))
 
 
-def store_dataset(group: zarr.Group) -> Dataset:
+def store_dataset(store: StoreReader) -> Dataset:
     """The dataset the store was extracted from, checked against the store's content hash."""
-    meta = group.attrs["dataset"]
-    ds = load_dataset(parse_spec(meta["spec"], meta["name"], meta.get("base_dir", ".")))
-    if ds.content_hash != meta["content_hash"]:
-        raise SnError(f"dataset {meta['name']} changed since extraction (content hash {ds.content_hash} != "
-                      f"{meta['content_hash']}); extract it again")
+    meta: DatasetProvenance = store.require("dataset")
+    if meta.spec is None or meta.name is None:
+        raise SnError(f"store {store.path}: attribute `dataset` has no spec or name; export needs the dataset")
+    ds = load_dataset(parse_spec(meta.spec, meta.name, meta.base_dir or "."))
+    if ds.content_hash != meta.content_hash:
+        raise SnError(f"dataset {meta.name} changed since extraction (content hash {ds.content_hash} != "
+                      f"{meta.content_hash}); extract it again")
     return ds
 
 
-def verify_exit(path: Path, group: zarr.Group, neurons: list[Neuron], batch_size: int) -> dict:
+def verify_exit(path: Path, store: StoreReader, neurons: list[Neuron], batch_size: int) -> dict:
     """Run the artifact on the eval split; its predictions must equal the classifier on the stored activations."""
     clf = EarlyExitClassifier.load(path, device="cpu", finished_only=False)
-    ds = store_dataset(group)
-    split = np.asarray(group["split"][:]).astype(object)
-    idx = np.flatnonzero(split == "eval")
+    ds = store_dataset(store)
+    idx = np.flatnonzero(store.split == "eval")
     samples = [ds.samples[i] for i in idx]
     pred = clf.predict_indices([s.load_image() for s in samples], [s.question for s in samples], batch_size)
-    want = sn_predictions(group, neurons)[idx]
+    want = sn_predictions(store, neurons)[idx]
     mismatch = np.flatnonzero(pred != want)
     if len(mismatch):
         raise SnError(f"the early-exit artifact disagrees with the stored activations on {len(mismatch)} eval "
                       f"samples (first: {samples[mismatch[0]].id})")
-    y = np.asarray(group["label"][:]).astype(np.int64)[idx]
-    return class_metrics(pred, y, len(group.attrs["classes"]), positive_index(group))
+    return class_metrics(pred, store.labels[idx], store.n_classes, store.positive_index)
 
 
 def export(run: str | None = None, out: str | Path | None = None, *, neuron: str | None = None,
@@ -89,17 +89,18 @@ def export(run: str | None = None, out: str | Path | None = None, *, neuron: str
         check_destination(Path(out))  # before any work; checked again just before the artifact is put there
     info = leaderboard.run_row(db, run)
     run_id = info["run_id"]
-    group = zarr.open_group(info["store"], mode="r")
-    probe = np.asarray(group["split"][:]).astype(object) == "probe"
-    neurons = pick(group, leaderboard.run_neurons(db, run_id), neuron, ensemble, probe)
-    model = group.attrs["model"]
-    adapter = load_model(model["id"], dtype=model["dtype"], device="cpu")
+    store = StoreReader(info["store"])
+    neurons = pick(store, leaderboard.run_neurons(db, run_id), neuron, ensemble, store.probe)
+    model, dataset = store.require("model"), store.require("dataset")
+    if model.id is None:
+        raise SnError(f"store {store.path}: attribute `model.id` is missing; export needs the model")
+    adapter = load_model(model.id, dtype=model.dtype, device="cpu")
     fields = {
-        "model": ModelSource(**{k: model.get(k) for k in ModelSource.model_fields}),
-        "run_id": run_id, "classes": list(group.attrs["classes"]), "verbalizers": group.attrs.get("verbalizers"),
-        "prompt": group.attrs["prompt"], "dataset": group.attrs["dataset"]["name"],
-        "task_suffix": group.attrs["dataset"]["spec"].get("task_suffix") or "",
-        "activation_dtype": group.attrs.get("dtype", "float16"),
+        "model": ModelSource(**{k: getattr(model, k, None) for k in ModelSource.model_fields}),
+        "run_id": run_id, "classes": store.classes, "verbalizers": store.attrs.verbalizers,
+        "prompt": store.require("prompt"), "dataset": dataset.name,
+        "task_suffix": (dataset.spec or {}).get("task_suffix") or "",
+        "activation_dtype": store.activation_dtype,
         "metrics": {"run": _json_safe(leaderboard.run_evaluations(db, run_id, artifacts=False))},
     }
     slug = "-".join(f"{n.site}{n.layer}.{n.index}" for n in neurons[:3])
@@ -109,7 +110,7 @@ def export(run: str | None = None, out: str | Path | None = None, *, neuron: str
         manifest = build(adapter, neurons, tmp, **fields)
         evaluations = []
         if verify:
-            metrics = verify_exit(tmp, group, neurons, batch_size)
+            metrics = verify_exit(tmp, store, neurons, batch_size)
             evaluations.append({"method": "early_exit", "split": "eval", **metrics, "detail": detail})
             early = manifest.metrics.model_copy(update={"early_exit_eval": _json_safe([metrics])[0]})
             manifest = manifest.model_copy(update={"metrics": early})

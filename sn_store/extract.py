@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
+from . import __version__, checks
 from . import store as zstore
 from .datasets import Dataset, DatasetSpec, load_dataset
-from .datasets.options import allowed_argmax, write_class_mask
+from .datasets.options import allowed_argmax
 from .errors import SnError
 from .locking import writer_lock
 from .models import SITES, Adapter, config_hash, load_model
@@ -32,14 +32,7 @@ def parse_layers(layers: str | list[int] | None, num_layers: int) -> list[int]:
     if layers is None or layers == "all":
         return list(range(num_layers))
     if isinstance(layers, str):
-        picked: list[int] = []
-        for part in filter(None, (p.strip() for p in layers.split(","))):
-            m = re.fullmatch(r"(-?\d+)(?:-(\d+))?", part)
-            if not m:
-                raise SnError(f"--layers: cannot read {part!r} (use e.g. 0,2,5-7)")
-            lo, hi = int(m[1]), int(m[2] or m[1])
-            picked += list(range(lo, hi + 1)) if m[2] else [lo]
-        layers = picked
+        layers = checks.layer_list(layers)
     out = sorted({layer % num_layers if -num_layers <= layer < 0 else layer for layer in layers})
     bad = [layer for layer in out if not 0 <= layer < num_layers]
     if bad or not out:
@@ -81,7 +74,17 @@ class Capture:
 
 def fingerprint(meta: dict) -> str:
     """What determines the stored values; a resumed run must match it."""
-    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(_basis(meta), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _basis(meta: dict) -> dict:
+    """The part of the store's metadata the fingerprint covers: not the fingerprint itself, not `attn_heads` and the
+    spec's prompt variants (they do not change what is stored, and stores made before them resume unchanged)."""
+    basis = {k: v for k, v in meta.items() if k not in ("fingerprint", "attn_heads")}
+    spec = basis["dataset"].get("spec") or {}
+    if "prompt_variants" in spec:
+        basis["dataset"] = {**basis["dataset"], "spec": {k: v for k, v in spec.items() if k != "prompt_variants"}}
+    return basis
 
 
 def default_store_path(model: str, dataset: str, fingerprint: str) -> str:
@@ -162,24 +165,21 @@ def extract(model: str | Adapter, dataset: str | DatasetSpec | Dataset, *, store
         "verbalizers": spec.class_verbalizers, "verbalizer_ids": verbalizer_ids,
         "chunks": [chunk_samples, chunk_neurons], "classes": list(spec.classes),
     }
-    variants = meta["dataset"]["spec"].pop("prompt_variants", None)  # they do not change what is stored
-    meta["fingerprint"] = fingerprint(meta)
-    if variants:
-        meta["dataset"]["spec"]["prompt_variants"] = variants
-    if "attn" in sites:  # recorded beside the fingerprint: stores made before it resume unchanged
+    if "attn" in sites:  # not in the fingerprint: stores made before it resume unchanged
         meta["attn_heads"] = adapter.model.config.get_text_config().num_attention_heads
+    meta["fingerprint"] = fingerprint(meta)
     path = store or default_store_path(adapter.source, spec.name, meta["fingerprint"])
     with writer_lock(path, lock_wait_s):
-        group, created = _open_or_create(path, layout, ds, meta, overwrite)
-        if group is None:
+        writer, created = _open_or_create(path, layout, ds, meta, overwrite)
+        if writer is None:
             return path  # already complete with these arguments
         try:
-            _run(adapter, ds, group, layout, verbalizer_ids if baseline else None, batch_size, progress, on_chunk)
+            _run(adapter, ds, writer, layout, verbalizer_ids if baseline else None, batch_size, progress, on_chunk)
         except Exception:
-            if created and group.attrs.get("n_done", 0) == 0:
+            if created and writer.n_done == 0:
                 zstore.remove(path)  # nothing of value written: leave no half store behind
             raise
-        zstore.finish(group)
+        writer.finish()
     return path
 
 
@@ -194,23 +194,43 @@ def adapter_provenance(adapter: Adapter) -> dict:
 
 
 def _open_or_create(path: str, layout: zstore.Layout, ds: Dataset, meta: dict, overwrite: bool):
-    existing = zstore.open_group(path, mode="r+")
-    if existing is not None and not overwrite:
-        if existing.attrs.get("fingerprint") != meta["fingerprint"]:
-            raise SnError(f"store {path} was made with other arguments (model, dataset, sites, layers, dtype or "
-                          "baseline differ); pass --overwrite to replace it or choose another --store")
-        if existing.attrs.get("complete"):
-            return None, False
-        return existing, False
+    """The store to write into and whether it is new; None when it is already complete with these arguments.
+    `overwrite` replaces a store (even a damaged one) and nothing else; a creation that was killed before the store
+    had its attributes is made again."""
+    existing = zstore.inspect(path)
+    if existing.kind == "other":
+        raise SnError(f"--store {path}: exists and is not an activation store ({existing.problem}); "
+                      "choose another --store (nothing there was touched)")
+    if existing.kind == "damaged" and not overwrite:
+        raise SnError(f"{existing.problem}; pass --overwrite (overwrite=True in Python) to extract it again")
+    if existing.kind == "store" and not overwrite:
+        if existing.attrs.fingerprint != meta["fingerprint"]:
+            raise SnError(_mismatch(path, existing.attrs, meta))
+        return (None, False) if existing.attrs.complete else (zstore.StoreWriter(path), False)
     attrs = meta | {"sn_store_version": __version__, "created_by": "sn_store.extract"}
-    group = zstore.create(path, layout, ds.labels, ds.split, attrs)
-    write_class_mask(group, ds.class_mask, layout.chunk_samples)  # the options of each question, if any has fewer
-    return group, True
+    return zstore.StoreWriter.create(path, layout, ds.labels, ds.split, attrs, ds.class_mask), True
 
 
-def _run(adapter: Adapter, ds: Dataset, group, layout: zstore.Layout, verbalizer_ids: list[int] | None,
-         batch_size: int, progress: bool, on_chunk: Callable[[int, int], None] | None) -> None:
-    start = int(group.attrs.get("n_done", 0))
+def _mismatch(path: str, old: zstore.StoreAttrs, meta: dict) -> str:
+    """Why an existing store does not fit these arguments: the dataset's files changed, or which arguments differ."""
+    fix = "pass --overwrite (overwrite=True in Python) to re-extract, or use another --store"
+    before = old.dataset or zstore.DatasetProvenance()
+    same_data = {**meta, "dataset": {**meta["dataset"], "content_hash": before.content_hash,
+                                     "skipped": before.skipped}}
+    if fingerprint(same_data) == old.fingerprint:
+        return (f"store {path}: the dataset's content changed since this store was made (hash "
+                f"{before.content_hash} -> {meta['dataset']['content_hash']}): {fix}")
+    stored = old.model_dump(exclude_unset=True)
+    stored = _basis(stored | {"dataset": stored.get("dataset") or {}})
+    differ = [k for k, v in _basis(meta).items() if stored.get(k) != v]
+    return (f"store {path} was made with other arguments ({', '.join(differ) or 'its fingerprint'} differ): "
+            f"{fix}")
+
+
+def _run(adapter: Adapter, ds: Dataset, writer: zstore.StoreWriter, layout: zstore.Layout,
+         verbalizer_ids: list[int] | None, batch_size: int, progress: bool,
+         on_chunk: Callable[[int, int], None] | None) -> None:
+    start = writer.n_done
     capture = Capture(adapter, layout.layers, layout.sites, stop_early=verbalizer_ids is None)
     bar = tqdm(total=len(ds), initial=start, unit="sample", desc="extract", disable=not progress, dynamic_ncols=True)
     with capture.recorder, torch.inference_mode(), ThreadPoolExecutor(1) as pool, bar:
@@ -231,6 +251,6 @@ def _run(adapter: Adapter, ds: Dataset, group, layout: zstore.Layout, verbalizer
                 bar.update(b - a)
             has_base = verbalizer_ids is not None
             pred = allowed_argmax(logits, None if ds.class_mask is None else ds.class_mask[c0:c1])  # its options
-            zstore.write_chunk(group, c0, acts, pred if has_base else None, logits if has_base else None)
+            writer.write_chunk(c0, acts, pred if has_base else None, logits if has_base else None)
             if on_chunk is not None:
                 on_chunk(c1, len(ds))

@@ -12,6 +12,7 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
@@ -154,9 +155,9 @@ def _insert_evaluations(con, rows: list[list]) -> None:
 
 
 def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (),
-              sav_heads: pa.Table | None = None) -> str:
+              sav_heads: pa.Table | None = None, check: Callable[[], None] | None = None) -> str:
     """Store one run, all its neuron rows, its evaluations and its SAV heads in one transaction; returns the run
-    id."""
+    id. `check` runs last inside the transaction: if it raises, nothing is written (e.g. the store changed)."""
     missing = [c for c in NEURON_COLUMNS if c not in neurons.column_names]
     if missing:
         raise SnError(f"neuron table lacks column(s) {missing}")
@@ -181,6 +182,8 @@ def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (
                 con.execute("INSERT INTO sav_heads SELECT ?, rank, layer, head, probe_acc, eval_acc FROM _sn_new_heads",
                             [row["run_id"]])
                 con.unregister("_sn_new_heads")
+            if check is not None:
+                check()
     except duckdb.ConstraintException as exc:
         raise SnError(f"run id {row['run_id']!r} is already in the database") from exc
     except duckdb.Error as exc:
@@ -209,14 +212,80 @@ def latest_run(db_path=None) -> str:
         con.close()
 
 
-def top(db_path=None, run_id: str | None = None, k: int = 20) -> pa.Table:
-    """The k best neurons (per class) of a run (default: the latest), ranked as in the `top_neurons` view."""
+# `top --by`: the metric a listing of neurons is sorted by, then the one that breaks its ties (both descending).
+TOP_ORDER = {
+    "probe": ("probe_acc", "probe_bal_acc"),  # how the search chose them: the leaderboard's own rank
+    "eval": ("eval_acc", "eval_bal_acc"),  # held out: for reading, not for choosing (that would tune on eval)
+    "auroc": ("eval_auroc", "eval_acc"),
+}
+
+
+def top(db_path=None, run_id: str | None = None, k: int = 20, by: str = "probe", sites: list[str] | None = None,
+        layers: list[int] | None = None) -> pa.Table:
+    """The k best neurons (per class) of a run (default: the latest) by `by` (see TOP_ORDER), among the given sites
+    and layers only if given. `rank` stays the run-wide leaderboard rank (top_neurons: by probe accuracy)."""
+    if by not in TOP_ORDER:
+        raise SnError(f"unknown order {by!r}: use one of {', '.join(TOP_ORDER)}")
+    first, second = TOP_ORDER[by]
     con = connect(db_path, read_only=True)
     try:
         run_id = run_id or _latest(con)
         _require_run(con, run_id)
+        where, params = _matching({"run_id": run_id, "site": sites, "layer": layers})
         return con.sql(
-            "SELECT * FROM top_neurons WHERE run_id = ? AND rank <= ? ORDER BY class, rank", params=[run_id, int(k)]
+            f"SELECT * EXCLUDE (_pos) FROM (SELECT *, row_number() OVER (PARTITION BY class ORDER BY "
+            f"nullif({first}, 'nan'::REAL) DESC NULLS LAST, nullif({second}, 'nan'::REAL) DESC NULLS LAST, rank) "
+            f"AS _pos FROM top_neurons WHERE {where}) WHERE _pos <= ? ORDER BY class, _pos",
+            params=[*params, int(k)],
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _matching(filters: dict) -> tuple[str, list]:
+    """A WHERE clause and its parameters: column = value, or column IN list; None matches everything."""
+    clauses, params = ["TRUE"], []
+    for column, value in filters.items():
+        if value is not None:
+            clauses.append(f"list_contains(?, {column})" if isinstance(value, list) else f"{column} = ?")
+            params.append(value)
+    return " AND ".join(clauses), params
+
+
+_MINUTE = "strftime({}, '%Y-%m-%d %H:%M')"  # listings show UTC times to the minute
+
+
+def runs_summary(db_path=None, model: str | None = None, dataset: str | None = None) -> pa.Table:
+    """One row per run, newest first: what was searched and its best held-out figures (the `probe_summary` view)."""
+    where, params = _matching({"p.model": model, "p.task": dataset})
+    con = connect(db_path, read_only=True)
+    try:
+        return con.sql(
+            f"SELECT p.run_id, {_MINUTE.format('p.created_at')} AS created, p.model, p.task AS dataset, r.mode, "
+            "p.n_probe, p.n_eval, p.base_model_acc AS base, p.best_sn_acc AS best_sn, p.ensemble_acc AS ensemble, "
+            "p.early_exit_acc AS early_exit, p.exit_layer, p.speedup "
+            f"FROM probe_summary AS p JOIN runs AS r USING (run_id) WHERE {where} "
+            "ORDER BY p.created_at DESC, p.run_id", params=params,
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+def artifacts_summary(db_path=None, run_id: str | None = None, model: str | None = None,
+                      dataset: str | None = None) -> pa.Table:
+    """One row per exported artifact, newest first: its run, model and dataset, exit layer, neurons, its early-exit
+    accuracy on the eval split (its own evaluation: same run and neurons) and measured speed-up."""
+    where, params = _matching({"a.run_id": run_id, "r.model": model, "r.dataset": dataset})
+    con = connect(db_path, read_only=True)
+    try:
+        return con.sql(
+            "WITH ee AS (SELECT run_id, detail, arg_max(acc, rowid) AS early_exit_acc FROM evaluations "
+            "            WHERE method = 'early_exit' AND split = 'eval' GROUP BY run_id, detail) "
+            f"SELECT a.run_id, {_MINUTE.format('a.created_at')} AS created, r.model, r.dataset, a.exit_layer, "
+            "json_array_length(a.neurons) AS n_neurons, ee.early_exit_acc AS early_exit, a.speedup, a.path AS artifact "
+            "FROM artifacts AS a LEFT JOIN runs AS r USING (run_id) "
+            f"LEFT JOIN ee ON ee.run_id = a.run_id AND ee.detail = a.neurons WHERE {where} "
+            "ORDER BY a.created_at DESC, a.path", params=params,
         ).to_arrow_table()
     finally:
         con.close()
@@ -303,6 +372,21 @@ def run_neurons(db_path, run_id: str) -> pa.Table:
         return con.sql("SELECT * FROM neurons WHERE run_id = ?", params=[run_id]).to_arrow_table()
     finally:
         con.close()
+
+
+def read_table(db_path, sql: str, params: list = ()) -> pa.Table:
+    """A parameterised read as an Arrow table. A database older than a table or view it names gets the current
+    schema first (a read-write connect applies it), then the read is retried."""
+    for attempt in range(2):
+        con = connect(db_path, read_only=True)
+        try:
+            return con.sql(sql, params=list(params)).to_arrow_table()
+        except duckdb.CatalogException:
+            if attempt:
+                raise
+        finally:
+            con.close()
+        connect(db_path).close()
 
 
 def run_evaluations(db_path, run_id: str, artifacts: bool = True) -> list[dict]:

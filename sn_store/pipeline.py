@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import zarr
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from . import leaderboard
+from . import checks, leaderboard
 from .datasets import Dataset, load_dataset, resolve_spec
+from .store import StoreReader
 
 DEFAULT_MODEL = "sn-tiny-llava"  # the trained tiny LLaVA shipped in the package
 
@@ -37,6 +37,11 @@ class ProbeConfig(BaseModel):
     export_ensemble: int = Field(1, ge=1, description="Neurons per class in the exported early-exit artifact")
     dask_address: str | None = Field(None, description="dask.distributed scheduler; empty: local threads")
     db: str | None = Field(None, description="DuckDB file; empty: $SN_HOME/sn.duckdb")
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_read(cls, layers: str | None) -> str | None:
+        return layers if layers is None else checks.layers(layers)
 
 
 # What makes two probes of one model, dataset name and content the same probe: everything but where and how fast.
@@ -102,8 +107,7 @@ def eval_figures(config: ProbeConfig, run_id: str, artifact: str | Path) -> dict
 
 
 def eval_samples(store: str, ds: Dataset, n: int = 8) -> tuple[list, list[str]]:
-    split = np.asarray(zarr.open_group(store, mode="r")["split"][:]).astype(object)
-    picked = [ds.samples[i] for i in np.flatnonzero(split == "eval")[:n]]
+    picked = [ds.samples[i] for i in np.flatnonzero(StoreReader(store).split == "eval")[:n]]
     return [s.load_image() for s in picked], [s.question for s in picked]
 
 

@@ -142,18 +142,6 @@ def _top_view(db, run_id: str, k: int) -> list[dict]:
     return shown
 
 
-def _store_attrs(store: str | None) -> dict:
-    """The store's attributes, or {} where it is gone or unreadable: the report then says what the database knows."""
-    if not store:
-        return {}
-    import zarr
-
-    try:
-        return dict(zarr.open_group(store, mode="r").attrs)
-    except (OSError, ValueError):
-        return {}
-
-
 def _text(v) -> str | None:
     if v is None or v == "" or v == []:
         return None
@@ -161,27 +149,30 @@ def _text(v) -> str | None:
 
 
 def provenance(db, run: dict, artifact: str | None) -> list[tuple[str, str | None]]:
-    attrs = _store_attrs(run["store"])
-    model, dataset = attrs.get("model") or {}, attrs.get("dataset") or {}
+    from .store import DatasetProvenance, ModelProvenance, StoreAttrs, read_attrs
+
+    attrs = read_attrs(run["store"])  # None where the store is gone or unreadable: the database's part is shown
+    readable = attrs is not None
+    attrs = attrs or StoreAttrs.model_construct(classes=[], sites=[], complete=False)
+    model, dataset = attrs.model or ModelProvenance(), attrs.dataset or DatasetProvenance()
     db_path = Path(db) if db is not None else leaderboard.default_db_path()
     return [(key, _text(value)) for key, value in (
         ("model", run["model"]),
-        ("model type", model.get("model_type")),
-        ("model revision", model.get("revision")),
-        ("model config hash", run["model_config_hash"] or model.get("config_hash")),
-        ("model dtype", model.get("dtype")),
+        ("model type", model.model_type),
+        ("model revision", model.revision),
+        ("model config hash", run["model_config_hash"] or model.config_hash),
+        ("model dtype", model.dtype),
         ("dataset", run["dataset"]),
-        ("dataset content hash", run["dataset_hash"] or dataset.get("content_hash")),
-        ("prompt", attrs.get("prompt")),
-        ("store", run["store"] if attrs else f"{run['store']} (not readable now)"),
+        ("dataset content hash", run["dataset_hash"] or dataset.content_hash),
+        ("prompt", attrs.prompt),
+        ("store", run["store"] if readable else f"{run['store']} (not readable now)"),
         ("store fingerprint", run["store_fingerprint"]),
-        ("sites, layers", f"{', '.join(attrs['sites'])}; layers {_span(attrs.get('layers'))}"
-         if attrs.get("sites") else None),
+        ("sites, layers", f"{', '.join(attrs.sites)}; layers {_span(attrs.layers)}" if attrs.sites else None),
         ("search", f"{run['mode']}, ensemble of {run['ensemble_k']} per class"),
         ("database", str(db_path.resolve())),
         ("early-exit artifact", artifact),
         ("sn_store version (search)", run["sn_store_version"]),
-        ("sn_store version (store)", attrs.get("sn_store_version")),
+        ("sn_store version (store)", attrs.sn_store_version),
         ("sn_store version (report)", __version__),
     )]
 

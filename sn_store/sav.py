@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import zarr
 
-from . import store as zstore
-from .datasets.options import read_class_mask
 from .errors import SnError
+from .store import StoreReader
 
 DEFAULT_HEADS = 20
 HEAD_COLUMNS = ("rank", "layer", "head", "probe_acc", "eval_acc")
@@ -30,23 +28,17 @@ class SavResult:
     evaluations: list[dict]  # rows of DuckDB `evaluations` (without run_id), method `sav`
 
 
-def sav_refusal(group: zarr.Group, path: str) -> str | None:
+def sav_refusal(store: StoreReader) -> str | None:
     """Why SAV cannot run on this store, or None when it can."""
-    if "attn" not in list(group.attrs.get("sites", [])):
-        return f"store {path}: SAV needs the `attn` site (extract with --sites including attn)"
-    heads = group.attrs.get("attn_heads")
-    if not heads:
-        return f"store {path}: SAV needs the attribute `attn_heads` (the attn site's query heads); this store lacks it"
-    width = int((np.asarray(group["neuron_site"][:]).astype(object) == "attn").sum())
-    if width % int(heads):
-        return f"store {path}: attn_heads {heads} does not divide the attn site's width {width}"
+    if "attn" not in store.sites:
+        return f"store {store.path}: SAV needs the `attn` site (extract with --sites including attn)"
+    if not store.attn_heads:
+        return (f"store {store.path}: SAV needs the attribute `attn_heads` (the attn site's query heads); this store "
+                "lacks it")
+    width = int((store.neuron_site == "attn").sum())
+    if width % store.attn_heads:
+        return f"store {store.path}: attn_heads {store.attn_heads} does not divide the attn site's width {width}"
     return None
-
-
-def _attn_columns(group: zarr.Group) -> slice:
-    sites = np.asarray(group["neuron_site"][:]).astype(object)
-    where = np.flatnonzero(sites == "attn")
-    return slice(int(where[0]), int(where[-1]) + 1)
 
 
 def head_similarities(vectors: np.ndarray, y: np.ndarray, probe: np.ndarray, n_classes: int) -> np.ndarray:
@@ -77,29 +69,25 @@ def majority_vote(preds: np.ndarray, sims: np.ndarray, n_classes: int) -> np.nda
     return np.argmax(np.where(tied, strength, -np.inf), axis=1)
 
 
-def fit_sav(path: str, n_heads: int = DEFAULT_HEADS) -> SavResult:
+def fit_sav(path: str | StoreReader, n_heads: int = DEFAULT_HEADS) -> SavResult:
     """Score every head of every layer of the store on the probe split, keep the best `n_heads`, vote."""
-    from .evaluate import SPLITS, class_metrics, positive_index
+    from .evaluate import SPLITS, class_metrics
 
     if n_heads < 1:
         raise SnError("--sav-heads must be at least 1")
-    group = zstore.open_finished(path)
-    refusal = sav_refusal(group, path)
+    store = path if isinstance(path, StoreReader) else StoreReader(path)
+    refusal = sav_refusal(store)
     if refusal:
         raise SnError(refusal)
-    y = np.asarray(group["label"][:]).astype(np.int64)
-    split = np.asarray(group["split"][:]).astype(object)
-    probe = split == "probe"
-    classes = list(group.attrs["classes"])
-    allowed = read_class_mask(group)
-    n_h, cols, layers = int(group.attrs["attn_heads"]), _attn_columns(group), np.asarray(group["layer"][:])
-    acts = group["activations"]
+    y, split, probe, classes = store.labels, store.split, store.probe, store.classes
+    n_h, layers = store.attn_heads, np.asarray(store.layers)
+    where = np.flatnonzero(store.neuron_site == "attn")
     sims, preds = [], []
     for li in range(len(layers)):
-        layer_acts = np.asarray(acts[:, li, cols], dtype=np.float32)
+        layer_acts = store.block(li, int(where[0]), int(where[-1]) + 1).astype(np.float32)
         sim = head_similarities(layer_acts.reshape(len(y), n_h, -1), y, probe, len(classes))
         sims.append(sim)
-        preds.append(_head_preds(sim, allowed))
+        preds.append(_head_preds(sim, store.class_mask))
     sim, pred = np.concatenate(sims, axis=1), np.concatenate(preds, axis=1)  # heads layer-major
     correct = pred == y[:, None]
     probe_acc = correct[probe].mean(0)
@@ -112,7 +100,7 @@ def fit_sav(path: str, n_heads: int = DEFAULT_HEADS) -> SavResult:
         "eval_acc": eval_acc[top].astype(np.float32),
     })
     detail = json.dumps([{"layer": int(r["layer"]), "head": int(r["head"])} for r in heads.to_pylist()])
-    positive = positive_index(group)
+    positive = store.positive_index
     rows = [{"method": "sav", "split": s, **class_metrics(vote[split == s], y[split == s], len(classes), positive),
              "detail": detail} for s in SPLITS]
     return SavResult(heads, vote, rows)
@@ -120,10 +108,6 @@ def fit_sav(path: str, n_heads: int = DEFAULT_HEADS) -> SavResult:
 
 def sav_heads(db, run_id: str) -> pa.Table:
     """The SAV heads stored for a run, by rank (empty when SAV did not run)."""
-    from .leaderboard import connect
+    from .leaderboard import read_table
 
-    con = connect(db, read_only=True)
-    try:
-        return con.sql("SELECT * FROM sav_heads WHERE run_id = ? ORDER BY rank", params=[run_id]).to_arrow_table()
-    finally:
-        con.close()
+    return read_table(db, "SELECT * FROM sav_heads WHERE run_id = ? ORDER BY rank", [run_id])

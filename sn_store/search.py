@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import dask
 import numpy as np
 import pyarrow as pa
-import zarr
 from dask.callbacks import Callback
 from tqdm.auto import tqdm
 
 from . import store as zstore
 from .errors import SnError
+from .sav import fit_sav, sav_refusal
 from .search_kernel import COLUMNS, fit_block
 
 MODES = ("exact", "grid")
@@ -45,7 +45,7 @@ def blocks(n_layers: int, n_neurons: int, width: int) -> list[Block]:
 
 def fit_store_block(inputs: StoreInputs, block: Block, mode: str, n_grid: int) -> dict[str, np.ndarray]:
     """Read one block from the store and fit it; `neuron` comes back on the store's neuron axis."""
-    acts = zarr.open_group(inputs.path, mode="r")["activations"][:, block.layer_pos, block.start : block.stop]
+    acts = zstore.read_block(inputs.path, block.layer_pos, block.start, block.stop)
     out = fit_block(acts, inputs.labels, inputs.probe, inputs.model_pred, inputs.n_classes, mode=mode, n_grid=n_grid)
     out["neuron"] = out["neuron"] + block.start
     out["layer_pos"] = np.full(len(out["neuron"]), block.layer_pos, dtype=np.int32)
@@ -81,43 +81,36 @@ def _compute(tasks: list, address: str | None, bar: tqdm) -> list[dict]:
         return client.gather(futures)
 
 
-def load_inputs(path: str) -> tuple[StoreInputs, zarr.Group]:
-    group = zstore.open_finished(path)
-    split = np.asarray(group["split"][:]).astype(object)
-    labels = np.asarray(group["label"][:]).astype(np.int64)
-    probe = split == "probe"
-    if not probe.any():
-        raise SnError(f"store {path}: no probe samples")
-    pred = np.asarray(group["model_pred"][:]).astype(np.int64)
-    classes = list(group.attrs["classes"])
-    return StoreInputs(path, labels, probe, pred if (pred >= 0).all() else None, len(classes)), group
+def load_inputs(store: zstore.StoreReader) -> StoreInputs:
+    if not store.probe.any():
+        raise SnError(f"store {store.path}: no probe samples")
+    return StoreInputs(store.path, store.labels, store.probe, store.model_pred, store.n_classes)
 
 
-def fit_store(path: str, mode: str = "exact", n_grid: int = 61, dask_address: str | None = None,
+def fit_store(path: str | zstore.StoreReader, mode: str = "exact", n_grid: int = 61, dask_address: str | None = None,
               block_neurons: int | None = None, progress: bool = True) -> pa.Table:
     """Fit every neuron of the store; returns one row per (neuron, class) with the columns of DuckDB `neurons`."""
     if mode not in MODES:
         raise SnError(f"--mode must be one of {MODES}, not {mode!r}")
     dask_address = dask_address or os.environ.get("SN_DASK_ADDRESS") or None
-    inputs, group = load_inputs(path)
-    acts = group["activations"]
-    width = block_neurons or acts.chunks[2]  # one task per stored neuron chunk: each reads whole chunks
-    todo = blocks(acts.shape[1], acts.shape[2], width)
+    store = path if isinstance(path, zstore.StoreReader) else zstore.StoreReader(path)
+    inputs = load_inputs(store)
+    width = block_neurons or store.chunk_neurons  # one task per stored neuron chunk: each reads whole chunks
+    todo = blocks(store.shape[1], store.shape[2], width)
     tasks = [dask.delayed(fit_store_block)(inputs, b, mode, n_grid) for b in todo]
     with tqdm(total=len(tasks), unit="block", desc="search", disable=not progress, dynamic_ncols=True) as bar:
         parts = _compute(tasks, dask_address, bar)
-    return to_table(parts, group)
+    return to_table(parts, store)
 
 
-def to_table(parts: list[dict], group: zarr.Group) -> pa.Table:
+def to_table(parts: list[dict], store: zstore.StoreReader) -> pa.Table:
     """Kernel columns plus site, layer and index-within-site names from the store's coordinates."""
     cols = {k: np.concatenate([p[k] for p in parts]) for k in (*COLUMNS, "layer_pos")}
-    sites = np.asarray(group["neuron_site"][:]).astype(object)
-    index = np.asarray(group["neuron_index"][:])
-    layers = np.asarray(group["layer"][:])
-    classes = np.asarray(group.attrs["classes"], dtype=object)
+    index = store.neuron_index
+    layers = np.asarray(store.layers)
+    classes = np.asarray(store.classes, dtype=object)
     table = {
-        "site": sites[cols["neuron"]].astype(str),
+        "site": store.neuron_site[cols["neuron"]].astype(str),
         "layer": layers[cols["layer_pos"]].astype(np.int32),
         "neuron": index[cols["neuron"]].astype(np.int32),
         "class": classes[cols["class"]].astype(str),
@@ -140,42 +133,51 @@ def search(store: str, mode: str = "exact", *, n_grid: int = 61, dask_address: s
 
     if ensemble_k < 1:
         raise SnError("--ensemble-k must be at least 1")
-    done = finished_run(store, mode, ensemble_k, db, n_grid) if reuse else None
+    reader = zstore.StoreReader(store)
+    done = finished_run(reader, mode, ensemble_k, db, n_grid) if reuse else None
     if done:
         return done
-    sav_result = _sav(store, sav, sav_heads)
-    table = fit_store(store, mode, n_grid, dask_address, block_neurons, progress)
-    evaluations = evaluate_run(store, table, ensemble_k) + (sav_result.evaluations if sav_result else [])
-    group = zarr.open_group(store, mode="r")
-    split = np.asarray(group["split"][:]).astype(object)
-    attrs = group.attrs
-    run = {
-        "store": store, "model": attrs["model"]["id"], "dataset": attrs["dataset"]["name"], "mode": mode,
-        "n_probe": int((split == "probe").sum()), "n_eval": int((split == "eval").sum()),
-        "classes": list(attrs["classes"]), "dataset_hash": attrs["dataset"]["content_hash"],
-        "model_config_hash": attrs["model"]["config_hash"], "store_fingerprint": attrs.get("fingerprint"),
-        "ensemble_k": ensemble_k, "n_grid": n_grid if mode == "grid" else None,
+    run_sav = _sav_wanted(reader, sav, sav_heads)  # refused before the search, not after it
+    table = fit_store(reader, mode, n_grid, dask_address, block_neurons, progress)
+    sav_result = fit_sav(reader, sav_heads) if run_sav else None
+    evaluations = evaluate_run(reader, table, ensemble_k) + (sav_result.evaluations if sav_result else [])
+    return write_run(db, run_row(reader, mode, ensemble_k, n_grid), table, evaluations,
+                     sav_result.heads if sav_result else None, check=reader.check_unchanged)
+
+
+def run_row(store: zstore.StoreReader, mode: str, ensemble_k: int, n_grid: int = 61) -> dict:
+    """The DuckDB `runs` row of a search: provenance a store does not have is NULL."""
+    model = store.attrs.model or zstore.ModelProvenance()
+    dataset = store.attrs.dataset or zstore.DatasetProvenance()
+    return {
+        "store": store.path, "model": model.id, "dataset": dataset.name, "mode": mode,
+        "n_probe": int(store.probe.sum()), "n_eval": int((store.split == "eval").sum()), "classes": store.classes,
+        "dataset_hash": dataset.content_hash, "model_config_hash": model.config_hash,
+        "store_fingerprint": store.attrs.fingerprint, "ensemble_k": ensemble_k,
+        "n_grid": n_grid if mode == "grid" else None,
     }
-    return write_run(db, run, table, evaluations, sav_result.heads if sav_result else None)
 
 
-def finished_run(store: str, mode: str, ensemble_k: int, db: str | None = None, n_grid: int = 61) -> str | None:
+def finished_run(store: str | zstore.StoreReader, mode: str, ensemble_k: int, db: str | None = None,
+                 n_grid: int = 61) -> str | None:
     """The run of an earlier search of the same store contents (its extraction fingerprint) with the same mode,
     grid and ensemble size, if the database has one. A store without a fingerprint (written by another program)
     has none."""
     from .leaderboard import find_run
 
-    fingerprint = zstore.open_finished(store).attrs.get("fingerprint")  # refuses a missing or unfinished store
+    reader = store if isinstance(store, zstore.StoreReader) else zstore.StoreReader(store)
+    fingerprint = reader.attrs.fingerprint
     return find_run(db, fingerprint, mode, ensemble_k, n_grid) if fingerprint else None
 
 
-def _sav(store: str, wanted: bool | None, n_heads: int):
-    """The SAV baseline of the store, or None when it was not wanted or (not required and) not possible."""
-    from .sav import fit_sav, sav_refusal
-
+def _sav_wanted(store: zstore.StoreReader, wanted: bool | None, n_heads: int) -> bool:
+    """Whether to run SAV: never when not wanted, when possible when unspecified; required: refused (naming what
+    the store lacks) when impossible."""
     if wanted is False:
-        return None
-    refusal = sav_refusal(zstore.open_finished(store), store)
-    if refusal and wanted is None:
-        return None
-    return fit_sav(store, n_heads)  # refuses, naming what is missing, when SAV was asked for
+        return False
+    if n_heads < 1:
+        raise SnError("--sav-heads must be at least 1")
+    refusal = sav_refusal(store)
+    if refusal and wanted:
+        raise SnError(refusal)
+    return refusal is None

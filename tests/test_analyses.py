@@ -140,7 +140,7 @@ def test_prompt_robustness(sn_tiny_run, sn_tiny_store):
 
 
 def test_transfer(sn_tiny_run, sn_tiny_store, tmp_path_factory):
-    from sn_store import extract
+    from sn_store import extract, search
     from sn_store.datasets import load_dataset
 
     db, run_id = sn_tiny_run
@@ -158,6 +158,9 @@ def test_transfer(sn_tiny_run, sn_tiny_store, tmp_path_factory):
                                 - float(best["threshold"])) > 0
     assert rows[("sn", "all")]["acc"] == pytest.approx(np.mean(fires == (y == 1)), abs=1e-6)
     assert len(analyses.transfers(db, run_id)) == 2 * 3 * 3  # two targets x three methods x (probe, eval, all)
+    shift_run = search(shift, db=db, progress=False, sav=False)
+    assert analyses.transfer_suite(db, [shift_run, run_id]) == [run_id]  # shapes-exist -> shapes-exist-shift
+    assert analyses.transfer_suite(db, [shift_run]) == []
 
     other = tmp_path_factory.mktemp("other") / "other.zarr"
     shutil.copytree(shift, other)
@@ -195,3 +198,34 @@ def test_write_figures_pngs(sn_tiny_run, tmp_path):
             assert im.format == "PNG" and im.width >= 400 and im.height >= 250, (f.name, im.size)
             pixels = np.asarray(im.convert("RGB"), dtype=np.int16)
         assert pixels.std() > 10 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20, f.name  # drawn on
+
+
+
+def test_a_database_older_than_the_analyses_is_migrated_on_read(sn_tiny_run, tmp_path):
+    import duckdb
+
+    from sn_store.sav import sav_heads
+
+    db, run_id = sn_tiny_run
+    old = tmp_path / "old.duckdb"
+    shutil.copy(db, old)
+    con = duckdb.connect(str(old))
+    con.execute("DROP VIEW neurons_beating_model; DROP TABLE sav_heads")
+    con.close()
+    assert len(analyses.layer_counts(old, run_id)) == len(analyses.layer_counts(db, run_id)) > 0
+    assert sav_heads(old, run_id).num_rows == 0  # the table is back, empty: this run's heads were dropped with it
+
+
+def test_grid_run_curves_agree_with_the_search(sn_tiny_store, tmp_path):
+    """On a grid search with the analysis' own grid, each top neuron's best probe point of the alpha curve is its
+    searched probe accuracy, and the probe-size curve at the whole split re-selects the run's best SN."""
+    from sn_store import search
+
+    db = str(tmp_path / "grid.duckdb")
+    run_id = search(sn_tiny_store, mode="grid", n_grid=13, db=db, progress=False, sav=False)
+    curve = analyses.threshold_curve(db, run_id, k=3, n_grid=13).to_pylist()
+    for row in leaderboard.top(db, run_id, 3).to_pylist():
+        probe = [r["acc"] for r in curve if r["rank"] == row["rank"] and r["split"] == "probe"]
+        assert max(probe) == pytest.approx(row["probe_acc"], abs=1e-6)
+    full = analyses.probe_size_curve(db, run_id, sizes=[32], seeds=1).to_pylist()[0]
+    assert full["acc"] == pytest.approx(evaluation(db, run_id, "sn"), abs=1e-6)

@@ -106,3 +106,130 @@ def test_the_python_api_still_loads_on_first_use():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["True", "True", "sn_store.store"]
+
+
+EXTRACT = ["extract", "-m", "tiny-llava", "-d", "shapes-exist"]
+BAD_INPUT = {
+    "mistyped built-in model": (["extract", "-m", "tiny-lava", "-d", "shapes-exist"], "did you mean tiny-llava?"),
+    "missing local folder": (["extract", "-m", "./no-such-model", "-d", "shapes-exist"], "does not exist"),
+    "weights dtype": ([*EXTRACT, "--model-dtype", "int8"], "use one of float32, bfloat16, float16"),
+    "backwards layers": ([*EXTRACT, "--layers", "3-1"], "runs backwards (write 1-3)"),
+    "backwards layers, probe": (["probe", "--layers", "3-1"], "runs backwards"),
+    "grid of no points": (["search", "--store", "x.zarr", "--n-grid", "0"], "'--n-grid'"),
+    "top of nothing": (["top", "--k", "0"], "'--k'"),
+    "bad cron": (["serve", "--cron", "bad"], "Invalid cron string"),
+    "bad cron from the environment": (["serve"], "Invalid cron string"),
+}
+
+
+def sn_main(monkeypatch, capsys, argv: list[str]) -> tuple[int, str, str]:
+    """Run the CLI's entry point in this process: (exit code, stdout, stderr)."""
+    from sn_store.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["sn", *argv])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    out = capsys.readouterr()
+    return stop.value.code, out.out, out.err
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_one_line_before_any_work(case, monkeypatch, capsys):
+    argv, says = BAD_INPUT[case]
+    monkeypatch.setenv("SN_REPROBE_CRON", "every day")
+    code, _, err = sn_main(monkeypatch, capsys, argv)
+    assert code != 0 and says in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_device_this_machine_lacks(monkeypatch, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, _, err = sn_main(monkeypatch, capsys, [*EXTRACT, "--device", "cuda"])
+    assert code != 0 and "CUDA is not available" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("command", [["probe"], ["serve"], ["demo"]])
+def test_a_stopped_prefect_server_is_named(command, monkeypatch, capsys):
+    from tests.conftest import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/api"
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    code, _, err = sn_main(monkeypatch, capsys, command)
+    assert code != 0 and f"PREFECT_API_URL={url}: no Prefect server answers" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def csv_rows(text: str) -> list[dict]:
+    import csv
+    import io
+
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_top_sorts_by_eval_and_filters_by_site_and_layer(run, monkeypatch, capsys):
+    """Against the run's every neuron row: the best 3 mlp neurons of layer 1 by held-out accuracy."""
+    from sn_store.leaderboard import run_neurons
+
+    run_id, db, _, _ = run
+    code, out, err = sn_main(monkeypatch, capsys, ["top", "--db", db, "--by", "eval", "--sites", "mlp", "--layers", "1",
+                                              "--k", "3", "--csv"])
+    assert code == 0, err
+    rows = csv_rows(out)
+    everything = run_neurons(db, run_id).to_pylist()
+    wanted = sorted((r for r in everything if r["site"] == "mlp" and r["layer"] == 1),
+                    key=lambda r: (-r["eval_acc"], -r["eval_bal_acc"]))[:3]
+    assert [(r["site"], int(r["layer"])) for r in rows] == [("mlp", 1)] * 3
+    assert [float(r["eval_acc"]) for r in rows] == pytest.approx([r["eval_acc"] for r in wanted])
+    assert all(int(r["rank"]) >= 1 for r in rows)  # the run-wide rank by probe accuracy rides along
+
+
+@pytest.fixture(scope="module")
+def artifact(run):
+    from sn_store.export import export
+
+    run_id, db, tmp, _ = run
+    return export(run_id, tmp / "art", db=db), db, tmp
+
+
+def test_runs_and_artifacts_list_what_exists(artifact, run, monkeypatch, capsys):
+    import json
+
+    path, db, _ = artifact
+    run_id = run[0]
+    code, out, err = sn_main(monkeypatch, capsys, ["runs", "--db", db, "--csv"])
+    assert code == 0, err
+    (row,) = csv_rows(out)
+    assert (row["run_id"], row["dataset"], row["mode"]) == (run_id, "shapes-exist", "grid")
+    early = json.loads((path / "manifest.json").read_text())["metrics"]["early_exit_eval"]["acc"]
+    assert float(row["early_exit"]) == pytest.approx(early)
+    code, out, err = sn_main(monkeypatch, capsys, ["artifacts", "--db", db, "--csv"])
+    assert code == 0, err
+    (row,) = csv_rows(out)
+    assert (row["artifact"], row["run_id"], row["on_disk"]) == (str(path.resolve()), run_id, "true")
+    assert float(row["early_exit"]) == pytest.approx(early) and row["n_neurons"] == "1"
+    code, out, _ = sn_main(monkeypatch, capsys, ["runs", "--db", db, "--dataset", "no-such-dataset"])
+    assert code == 0 and run_id not in out
+
+
+def test_predict_reports_each_split_and_where_the_neurons_were_chosen(artifact, monkeypatch, capsys):
+    """The probe row agrees with the search's probe accuracy of the exported neuron, the eval row with export's
+    own check on the eval split: two independent computations (stored activations vs. the truncated model)."""
+    import json
+
+    import yaml
+
+    from sn_store.leaderboard import top
+
+    path, db, tmp = artifact
+    spec = tmp / "shapes.yaml"
+    spec.write_text(yaml.safe_dump(small_spec(n=32).model_dump(mode="json", exclude_none=True)))
+    code, out, err = sn_main(monkeypatch, capsys, ["predict", str(path), "--dataset", str(spec), "--db", db])
+    assert code == 0, err
+    lines = {line.split()[1]: line for line in out.splitlines() if line.split()[1:2] in (["probe"], ["eval"])}
+    best = top(db, k=1).to_pylist()[0]
+    early = json.loads((path / "manifest.json").read_text())["metrics"]["early_exit_eval"]["acc"]
+    assert f"{best['probe_acc']:.3f}" in lines["probe"] and "chosen on it" in lines["probe"]
+    assert f"{early:.3f}" in lines["eval"]
+    assert "chosen on the probe split of shapes-exist" in out

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -46,6 +47,9 @@ def test_demo_prints_the_suite_table_from_duckdb_and_reuses_it(tmp_path):
         assert f"{speedup:.1f}x" in cells and str(layer) in cells
         assert exit_acc == pytest.approx(sn)  # the exported best SN, run through the artifact, scores as in the search
     assert "sn sql" in out and "probe_summary" in out and "Prefect UI" in out
+    suite = Path(re.search(r"^Report:\s+(\S+)$", out, re.M)[1])  # the suite page links every task's report
+    links = re.findall(r'<a href="([^"]+)"', suite.read_text())
+    assert len(links) == len(summary) and all((suite.parent / link).is_file() for link in links)
 
     stamps = {p: p.stat().st_mtime_ns for p in (home / "stores").glob("*.zarr/zarr.json")}
     run_demo(home)  # a second run reuses the stores and the searches

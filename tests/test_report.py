@@ -87,9 +87,9 @@ def test_probe_ends_with_the_report_and_publishes_link_and_results(probed):
     assert json.loads((page.parent / MARKER).read_text())["files"] == sorted(
         p.name for p in page.parent.iterdir() if p.name != MARKER)
     published = {a.key: a for a in asyncio.run(artifacts_of(probed["flow_run_id"])) if a.key}
-    assert published["run-report"].type == "markdown"  # a link artifact is markdown, `[text](link)`
-    assert page.as_uri() in published["run-report"].data
-    table = published["run-results"].data
+    link = published["report-sn-tiny-llava-shapes-exist"]  # keyed by model and dataset, as the probe's others
+    assert link.type == "markdown" and page.as_uri() in link.data  # a link artifact is markdown, `[text](link)`
+    table = published["results-sn-tiny-llava-shapes-exist"].data
     rows = json.loads(table) if isinstance(table, str) else table
     assert {r["method"] for r in rows} >= {"model", "sn", "sn_ensemble", "early_exit"}
 
@@ -126,6 +126,8 @@ def test_report_figures_equal_duckdb(probed):
     assert page.dl["dataset content hash"] == dataset_hash and page.dl["store"] == store
     assert page.dl["sn_store version (search)"] == version and page.dl["model"] == model
     assert page.dl["early-exit artifact"] == probed["artifact"]
+    pngs = sorted(p.name for p in Path(probed["report"]).parent.glob("*.png"))
+    assert sorted(page.images) == pngs and {"threshold_curve.png", "layer_counts.png", "agreement.png"} <= set(pngs)
 
 
 def test_data_is_escaped(tmp_path):
@@ -228,7 +230,7 @@ def test_report_in_headless_chromium(probed, tmp_path):
     shot = tmp_path / "report.png"
     seen = browse(page, tmp_path / "profile", screenshot=shot)
     assert seen["errors"] == []
-    assert [src for src, ok in seen["images"] if not ok] == []
+    assert seen["images"] and [src for src, ok in seen["images"] if not ok] == []
     assert sorted(src for src, _ in seen["images"]) == sorted(read_page(page).images)
     assert all(u.startswith(("file:", "data:")) for u in seen["requests"]), seen["requests"]
     with Image.open(shot) as im:

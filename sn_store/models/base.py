@@ -13,9 +13,8 @@ from typing import Any, ClassVar, Protocol
 import torch
 from PIL import Image
 
+from ..checks import SITES as SITES  # re-exported: sn_store.models.SITES
 from ..errors import SnError
-
-SITES = ("resid", "mlp", "attn")
 
 
 class StopForward(Exception):

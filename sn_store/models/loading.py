@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .. import checks
 from ..errors import SnError
 from ..workspace import subdir
 from .base import Adapter, adapter_class, registered
@@ -50,10 +52,17 @@ def resolve_model(name: str) -> str:
             except OSError:  # another process won the race
                 shutil.rmtree(tmp, ignore_errors=True)
         return str(target)
-    if Path(name).is_dir():
-        return str(Path(name))
-    if Path(name).exists() or name.startswith((".", "/", "~")):
-        raise SnError(f"model {name!r}: not a model directory")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.exists():
+        raise SnError(f"model {name!r}: {path} is a file, not a model folder")
+    if name.startswith((".", "/", "~")) or name.strip("/").count("/") > 1:  # a hub id is NAME or ORG/NAME
+        raise SnError(f"model {name!r}: the folder {path.absolute()} does not exist")
+    close = difflib.get_close_matches(name, [*SHIPPED, *tiny], n=1, cutoff=0.75) if "/" not in name else []
+    if close:  # a mistyped built-in name would otherwise spend a minute on hub retries
+        raise SnError(f"model {name!r}: not a built-in name; did you mean {close[0]}? (built-in: "
+                      f"{', '.join([*SHIPPED, *sorted(tiny)])})")
     return name  # a hub id
 
 
@@ -71,11 +80,9 @@ def load_model(name: str, dtype: torch.dtype | str | None = None, device: str | 
     except (OSError, ValueError) as exc:
         raise SnError(f"model {name!r}: cannot read its config ({str(exc).splitlines()[0]})") from None
     family = adapter_class(config.model_type)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = checks.device(device) if device else ("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(dtype, str):
-        if not isinstance(getattr(torch, dtype, None), torch.dtype):
-            raise SnError(f"unknown dtype {dtype!r} (use float32, bfloat16 or float16)")
-        dtype = getattr(torch, dtype)
+        dtype = getattr(torch, checks.model_dtype(dtype))
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own bar reports the work that matters

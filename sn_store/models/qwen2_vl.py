@@ -1,41 +1,32 @@
-"""Qwen2-VL: native-resolution ViT with 2x2 patch merging, Qwen2 decoder with multimodal RoPE."""
+"""Qwen2-VL, Qwen2.5-VL and Qwen3-VL: native-resolution ViT with 2x2 patch merging, a Qwen decoder with
+multimodal RoPE (mRoPE), which needs to know which tokens are image tokens."""
 
 from __future__ import annotations
-
-import functools
 
 from .base import Adapter, register
 
 
-@functools.cache
-def image_only_processor_class():
-    """HF's Qwen2-VL processor without its video processor, which needs torchvision: we only ever feed images.
-    Built on first use so that importing sn_store does not import every transformers processor."""
-    from transformers import ProcessorMixin, Qwen2VLProcessor
-
-    class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
-        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            self.image_token, self.video_token = "<|image_pad|>", "<|video_pad|>"
-            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-    return ImageOnlyQwen2VLProcessor
+class QwenVLAdapter(Adapter):
+    def processor_kwargs(self):
+        return {"return_mm_token_type_ids": True}  # mRoPE positions of the image tokens
 
 
 @register
-class Qwen2VLAdapter(Adapter):
+class Qwen2VLAdapter(QwenVLAdapter):
     model_type = "qwen2_vl"
     checkpoints = ("Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2-VL-7B-Instruct")
+    image_only_processor = "Qwen2VLProcessor"
 
-    def processor_kwargs(self):
-        # Qwen's mRoPE needs to know which tokens are image tokens.
-        return {"return_mm_token_type_ids": True}
 
-    @classmethod
-    def load_processor(cls, path):
-        from transformers import AutoImageProcessor, AutoTokenizer
+@register
+class Qwen25VLAdapter(QwenVLAdapter):
+    model_type = "qwen2_5_vl"
+    checkpoints = ("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct")
+    image_only_processor = "Qwen2_5_VLProcessor"
 
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        images = AutoImageProcessor.from_pretrained(path, trust_remote_code=False)
-        return image_only_processor_class()(images, tokenizer, chat_template=tokenizer.chat_template)
+
+@register
+class Qwen3VLAdapter(QwenVLAdapter):
+    model_type = "qwen3_vl"
+    checkpoints = ("Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-8B-Instruct")
+    image_only_processor = "Qwen3VLProcessor"

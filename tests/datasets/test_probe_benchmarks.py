@@ -55,9 +55,9 @@ def check_options(group, ds, db, run):
                                    "method = 'sn_ensemble' LIMIT 1").to_pylist()[0]["detail"]
     neurons = [Neuron(d["site"], d["layer"], d["neuron"], d["class"], d["polarity"], float(d["threshold"]), 1.0)
                for d in json.loads(detail)]
-    from sn_store.evaluate import read_neurons
+    from sn_store.store import StoreReader
 
-    acts = read_neurons(group, [(n.site, n.layer, n.index) for n in neurons])
+    acts = StoreReader(group.store.root).neurons([(n.site, n.layer, n.index) for n in neurons])
     k = len(ds.spec.classes)
     got = vote_margins(acts, neurons, k, mask)
     for i in range(len(got)):  # brute force: most firing neurons among the options, ties by the largest margin

@@ -4,6 +4,9 @@ lengths, image sizes and image counts, and an exported early-exit artifact again
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -117,3 +120,15 @@ def test_artifact_equals_the_store_and_holds_nothing_past_its_exit(model_type, t
     assert layer_ids == set(range(exit_layer + 1))
     assert not any(k.startswith("lm_head") or k.endswith(("language_model.norm.weight", "text_model.norm.weight"))
                    for k in keys)
+
+
+def test_the_nine_families_are_registered_and_listed():
+    nine = {"llava", "llava_next", "llava_onevision", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "smolvlm",
+            "gemma3"}
+    assert nine <= set(FAMILIES)
+    res = subprocess.run([sys.executable, "-m", "sn_store", "models", "list"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    for model_type in nine:
+        family = registered()[model_type]
+        row = next(line for line in res.stdout.splitlines() if f" {model_type} " in line)
+        assert family.tiny_name in row and family.checkpoints[0] in row
