@@ -2,7 +2,8 @@
 extraction of the same store waits (saying so) and then finds it complete, instead of repeating all the work.
 
 The lock is `fcntl.flock` on `.<store name>.lock` in the store's folder: the kernel drops it when its process dies,
-so a killed writer never leaves a stale lock. Stores at fsspec URLs (s3://...) have no local folder: no lock."""
+so a killed writer never leaves a stale lock (only, harmlessly, its file). Stores at fsspec URLs (s3://...) have no
+local folder: no lock."""
 
 from __future__ import annotations
 
@@ -29,27 +30,44 @@ def lock_path(store: str) -> Path | None:
 @contextmanager
 def writer_lock(store: str, wait_s: float | None = None) -> Iterator[None]:
     """Hold the store's writer lock. Another process holding it: wait up to `wait_s` seconds (None: as long as it
-    takes, 0: refuse at once), saying once on stderr what it waits for."""
+    takes, 0: refuse at once), saying once on stderr what it waits for. The lock file is removed on release."""
     path = lock_path(store)
     if path is None:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        _acquire(f, store, wait_s)
-        try:
-            f.seek(0)
-            f.truncate()
-            f.write(f"{os.getpid()}\n")  # for the message of a process that waits
-            f.flush()
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _acquire(f, store: str, wait_s: float | None) -> None:
     deadline = None if wait_s is None else time.monotonic() + wait_s
-    said = False
+    said = [False]
+    while True:
+        f = open(path, "a+")  # noqa: SIM115 (held past this loop, closed in the finally below)
+        try:
+            _acquire(f, store, deadline, said)
+        except BaseException:
+            f.close()
+            raise
+        if _same_file(f, path):
+            break
+        f.close()  # locked a file its holder removed on release: lock the one now at the path
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")  # for the message of a process that waits
+        f.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # before unlocking: a waiter then sees its file is gone and retries
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+def _same_file(f, path: Path) -> bool:
+    try:
+        return os.fstat(f.fileno()).st_ino == path.stat().st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _acquire(f, store: str, deadline: float | None, said: list[bool]) -> None:
     while True:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -60,8 +78,8 @@ def _acquire(f, store: str, wait_s: float | None) -> None:
             if deadline is not None and time.monotonic() >= deadline:
                 raise SnError(f"store {store} is being written by another process (pid {holder}); wait for it to "
                               "finish, or choose another --store") from None
-            if not said:
+            if not said[0]:
                 print(f"store {store} is being written by another process (pid {holder}): waiting for it to finish",
                       file=sys.stderr, flush=True)
-                said = True
+                said[0] = True
             time.sleep(_POLL_S)

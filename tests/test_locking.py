@@ -32,3 +32,4 @@ def test_a_store_being_written_is_refused_or_waited_for(tmp_path, capfd):
     assert done == [store] and zarr.open_group(store, mode="r").attrs["complete"]
     assert "is being written by another process (pid" in capfd.readouterr().err
     assert lock_path(store).name == ".s.zarr.lock" and lock_path("s3://bucket/s.zarr") is None
+    assert [p.name for p in tmp_path.iterdir()] == ["s.zarr"]  # the lock file goes with the lock
