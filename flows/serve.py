@@ -7,6 +7,7 @@ import os
 from sn_store.flows.export import export_flow
 from sn_store.flows.extract import extract_flow
 from sn_store.flows.probe import probe
+from sn_store.flows.report import report_flow
 from sn_store.flows.reprobe import reprobe
 from sn_store.flows.search import search_flow
 
@@ -17,10 +18,11 @@ def deployments(cron: str | None = None) -> list:
     """The deployments `sn serve` registers; `reprobe` carries the cron schedule (env SN_REPROBE_CRON overrides)."""
     cron = cron or os.environ.get("SN_REPROBE_CRON") or DEFAULT_CRON
     return [
-        probe.to_deployment("probe", description="extract -> search -> export -> evaluate"),
+        probe.to_deployment("probe", description="extract -> search -> export -> evaluate -> report"),
         extract_flow.to_deployment("extract"),
         search_flow.to_deployment("search"),
         export_flow.to_deployment("export"),
+        report_flow.to_deployment("report", description="write a run's report (default: the latest run)"),
         reprobe.to_deployment("reprobe", cron=cron, description="probe new or changed registered datasets"),
     ]
 

@@ -263,7 +263,7 @@ def runs_summary(db_path=None, model: str | None = None, dataset: str | None = N
         return con.sql(
             f"SELECT p.run_id, {_MINUTE.format('p.created_at')} AS created, p.model, p.task AS dataset, r.mode, "
             "p.n_probe, p.n_eval, p.base_model_acc AS base, p.best_sn_acc AS best_sn, p.ensemble_acc AS ensemble, "
-            "p.early_exit_acc AS early_exit, p.exit_layer, p.speedup "
+            "p.early_exit_acc AS early_exit, p.exit_layer, p.speedup, p.speedup_q1, p.speedup_q3 "
             f"FROM probe_summary AS p JOIN runs AS r USING (run_id) WHERE {where} "
             "ORDER BY p.created_at DESC, p.run_id", params=params,
         ).to_arrow_table()
@@ -282,7 +282,8 @@ def artifacts_summary(db_path=None, run_id: str | None = None, model: str | None
             "WITH ee AS (SELECT run_id, detail, arg_max(acc, rowid) AS early_exit_acc FROM evaluations "
             "            WHERE method = 'early_exit' AND split = 'eval' GROUP BY run_id, detail) "
             f"SELECT a.run_id, {_MINUTE.format('a.created_at')} AS created, r.model, r.dataset, a.exit_layer, "
-            "json_array_length(a.neurons) AS n_neurons, ee.early_exit_acc AS early_exit, a.speedup, a.path AS artifact "
+            "json_array_length(a.neurons) AS n_neurons, ee.early_exit_acc AS early_exit, a.speedup, a.speedup_q1, "
+            "a.speedup_q3, a.path AS artifact "
             "FROM artifacts AS a LEFT JOIN runs AS r USING (run_id) "
             f"LEFT JOIN ee ON ee.run_id = a.run_id AND ee.detail = a.neurons WHERE {where} "
             "ORDER BY a.created_at DESC, a.path", params=params,

@@ -25,7 +25,7 @@ KIND = "sn_store report"
 # evaluations.method -> its row in the results table, in this order; a method the run lacks has no row.
 METHODS = {
     "model": "base model",
-    "sav": "SAV (attention heads)",
+    "sav": "SAV",
     "sn": "best SN",
     "sn_ensemble": "SN ensemble",
     "early_exit": "early exit",
@@ -73,7 +73,7 @@ def describe(detail: str | None) -> str:
     if not isinstance(units, list) or not all(isinstance(u, dict) for u in units):
         return ""
     named = ", ".join(_unit(u) for u in units[:SHOWN_UNITS]) + (", …" if len(units) > SHOWN_UNITS else "")
-    return f"{len(units)}: {named}" if len(units) > 1 else named
+    return f"{len(units)} {'heads' if 'head' in units[0] else 'neurons'}: {named}" if len(units) > 1 else named
 
 
 def _read(con, sql: str, params: list) -> list[dict]:
@@ -338,5 +338,6 @@ def write_suite_report(run_ids: list[str], out_dir: str | Path | None = None, db
             write_report(r["run_id"], out.parent / r["run_id"], db)
     tasks = sorted((_task_row(db, r["run_id"], f"../{r['run_id']}/index.html") for r in runs),
                    key=lambda t: (t["dataset"], t["model"]))
-    context = {"models": models, "tasks": tasks, "methods": list(METHODS.values())}
+    context = {"models": models, "tasks": tasks, "methods": list(METHODS.values()),
+               "several_models": len({r["model"] for r in runs}) > 1}
     return _publish(out, "suite.html.j2", f"suite {models}", context, lambda tmp: {})

@@ -102,8 +102,7 @@ def test_ensemble_artifact_is_recorded_with_its_evaluation(run):
     con.close()
     assert len(owners) == len(arts) and all(path is not None for _, path in owners)
     manifest = json.loads((out / "manifest.json").read_text())
-    listed = {m["method"] for m in manifest["metrics"]["run"]}
-    assert {"model", "sn", "sn_ensemble"} <= listed and "early_exit" not in listed
+    assert {m["method"] for m in manifest["metrics"]["run"]} == {"model", "sn", "sn_ensemble", "sav"}  # SAV: attn
     assert manifest["metrics"]["early_exit_eval"]["acc"] == pytest.approx(sn[0][0])
 
 

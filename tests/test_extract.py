@@ -110,7 +110,7 @@ def test_rerun_of_a_complete_store_is_a_no_op_and_other_arguments_are_refused(tm
     stamp = (tmp_path / "s.zarr" / "zarr.json").stat().st_mtime_ns
     extract(ad, ds, store=path, layers="0", progress=False)
     assert (tmp_path / "s.zarr" / "zarr.json").stat().st_mtime_ns == stamp
-    with pytest.raises(SnError, match="other arguments.*--overwrite"):
+    with pytest.raises(SnError, match=r"other arguments.*--overwrite \(overwrite=True in Python\)"):
         extract(ad, ds, store=path, layers="1", progress=False)
     extract(ad, ds, store=path, layers="1", overwrite=True, progress=False)
     assert list(xr.open_zarr(path, consolidated=False)["layer"].values) == [1]

@@ -114,7 +114,7 @@ def test_report_figures_equal_duckdb(probed):
     evals, top, (dataset_hash, store, version, model), speedup = latest_evaluations(probed["db"], probed["run_id"])
     page = read_page(probed["report"])
     labels = {"model": "base model", "sn": "best SN", "sn_ensemble": "SN ensemble", "early_exit": "early exit",
-              "sav": "SAV (attention heads)"}
+              "sav": "SAV"}
     shown = {r[0]: r for r in page.tables["results"][2:]}
     assert set(shown) == {labels[m] for m, _ in evals}
     for (method, split), values in evals.items():
@@ -154,7 +154,7 @@ def test_a_report_replaces_only_a_report(probed, tmp_path):
         write_report(run_id, other, db=db)
     assert [p.name for p in other.iterdir()] == ["keep.txt"]
     out = tmp_path / "r"
-    write_report(run_id, out, db=db)
+    shutil.copytree(Path(probed["report"]).parent, out)  # an earlier report
     (out / "index.html").write_text("old")
     write_report(run_id, out, db=db)  # a report folder is replaced, in one rename
     assert "Super Neurons" in (out / "index.html").read_text()

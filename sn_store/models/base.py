@@ -141,8 +141,12 @@ class Adapter:
     def num_layers(self) -> int:
         return len(self.layers)
 
+    def site_path(self, layer: int, site: str) -> str:
+        """The site's module inside decoder layer `layer` ("" = the layer itself)."""
+        return self.sites[site].path
+
     def site_module(self, layer: int, site: str) -> torch.nn.Module:
-        return self.layers[layer].get_submodule(self.sites[site].path)
+        return self.layers[layer].get_submodule(self.site_path(layer, site))
 
     def hook_site(self, layer: int, site: str, fn) -> torch.utils.hooks.RemovableHandle:
         """Call `fn(x)` with the site's (batch, seq, width) tensor on every forward pass."""
@@ -181,10 +185,10 @@ class Adapter:
             mlp = layer.get_submodule(self.mlp_path)
             for name in self.mlp_inputs:
                 setattr(mlp, name, _rows(getattr(mlp, name), plan.mlp_rows))
-            _replace(layer, self.sites["mlp"].path, torch.nn.Identity())
+            _replace(layer, self.site_path(plan.exit_layer, "mlp"), torch.nn.Identity())
         else:
             _replace(layer, self.mlp_path, torch.nn.Identity())
-            _replace(layer, self.sites["attn"].path, torch.nn.Identity())
+            _replace(layer, self.site_path(plan.exit_layer, "attn"), torch.nn.Identity())
 
     @classmethod
     def trimmed_config(cls, config, exit_layer: int):

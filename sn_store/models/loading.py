@@ -78,6 +78,10 @@ def load_model(name: str, dtype: torch.dtype | str | None = None, device: str | 
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as exc:
+        if not Path(path).is_dir():  # a hub id with no local copy, offline or unknown
+            raise SnError(f"model {name!r}: not a local folder and not loadable from the hub cache or the hub "
+                          f"({str(exc).splitlines()[0]}); download it where there is network (`hf download {name} "
+                          "--local-dir DIR`) and pass --model DIR") from None
         raise SnError(f"model {name!r}: cannot read its config ({str(exc).splitlines()[0]})") from None
     family = adapter_class(config.model_type)
     device = checks.device(device) if device else ("cuda" if torch.cuda.is_available() else "cpu")

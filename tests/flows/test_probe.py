@@ -86,7 +86,7 @@ def test_deployments_register_with_schedules_and_parameter_schemas(prefect_serve
             return {name: await client.read_deployment(i) for name, i in ids.items()}
 
     got = asyncio.run(register())
-    assert set(got) == {"probe", "extract", "search", "export", "reprobe"}
+    assert set(got) == {"probe", "extract", "search", "export", "report", "reprobe"}
     assert [s.schedule.cron for s in got["reprobe"].schedules] == ["*/30 * * * *"]
     assert not got["probe"].schedules
     schema = got["probe"].parameter_openapi_schema

@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-import zarr
 from PIL import Image
 from safetensors import safe_open
 
@@ -21,11 +20,17 @@ from sn_store.export import export
 from sn_store.extract import Capture, extract
 from sn_store.models import SITES, registered
 from sn_store.search import search
+from sn_store.store import StoreReader
 from tests.conftest import adapter, small_spec
 
 FAMILIES = sorted(registered())
-# Where the sites are, written out here rather than read from the adapters: the reference must not share their code.
-MODULES = {"mlp": "mlp.down_proj", "attn": "self_attn.o_proj"}
+
+
+def site_modules(layer) -> dict[str, str]:
+    """Where the sites are, written out here rather than read from the adapters: the reference must not share their
+    code. (Llama 3.2 Vision's cross-attention layers have `cross_attn` where the others have `self_attn`.)"""
+    attn = "self_attn" if hasattr(layer, "self_attn") else "cross_attn"
+    return {"mlp": "mlp.down_proj", "attn": f"{attn}.o_proj"}
 
 
 def samples(multi_image: bool) -> tuple[list, list[str]]:
@@ -47,7 +52,7 @@ def reference(ad, image, question: str, verbalizer_ids: list[int]) -> tuple[dict
     layers = ad.model.get_decoder().layers
     got, handles = {}, []
     for i, layer in enumerate(layers):
-        for site, path in MODULES.items():
+        for site, path in site_modules(layer).items():
             handles.append(layer.get_submodule(path).register_forward_pre_hook(
                 lambda m, a, key=(i, site): got.__setitem__(key, a[0][0, -1].clone())))
     last = len(layers) - 1
@@ -109,7 +114,7 @@ def test_artifact_equals_the_store_and_holds_nothing_past_its_exit(model_type, t
     out = export(run, tmp_path / "art", ensemble=3, db=db)  # export itself checks the eval split
     clf = EarlyExitClassifier.load(out, device="cpu")
     got = clf.predict_indices([s.load_image() for s in ds.samples], [s.question for s in ds.samples], batch_size=3)
-    want = sn_predictions(zarr.open_group(store, mode="r"), clf.neurons)  # the store's classifier
+    want = sn_predictions(StoreReader(store), clf.neurons)  # the store's classifier
     np.testing.assert_array_equal(got, want)  # every sample, both splits, another batch size
 
     exit_layer = max(n.layer for n in clf.neurons)
@@ -132,3 +137,16 @@ def test_the_nine_families_are_registered_and_listed():
         family = registered()[model_type]
         row = next(line for line in res.stdout.splitlines() if f" {model_type} " in line)
         assert family.tiny_name in row and family.checkpoints[0] in row
+
+
+def test_a_hub_id_offline_is_one_line_saying_how_to_point_at_a_local_folder(monkeypatch):
+    import huggingface_hub.constants
+
+    from sn_store.errors import SnError
+    from sn_store.models import load_model
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail fast, no retries
+    with pytest.raises(SnError) as err:
+        load_model("llava-hf/llava-1.5-7b-hf-not-cached", device="cpu")
+    message = str(err.value)
+    assert "\n" not in message and "--local-dir DIR" in message and "--model DIR" in message
