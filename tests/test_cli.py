@@ -92,10 +92,11 @@ def heavy_imports(*argv: str) -> list[str]:
 
 
 def test_quick_commands_import_nothing_heavy(run):
-    """`import sn_store.cli`, `sn --help`, `sn sql`, `sn top`, `sn datasets list` answer without torch & co."""
+    """`import sn_store.cli`, `sn --help`, `sql`, `top`, `datasets list`, `models list`, `runs`: no torch & co."""
     _, db, _, _ = run
     assert heavy_imports() == []
-    for argv in (["--help"], ["sql", "SELECT 1", "--db", db], ["top", "--db", db], ["datasets", "list"]):
+    for argv in (["--help"], ["sql", "SELECT 1", "--db", db], ["top", "--db", db], ["datasets", "list"],
+                 ["models", "list"], ["runs", "--db", db]):
         assert heavy_imports(*argv) == [], argv
 
 
