@@ -449,11 +449,14 @@ def serve(
                                              help="Cron schedule of the reprobe deployment. Default: daily "
                                              "03:00.")] = None,
     prefect_api_url: PrefectApiOpt = None,
+    ephemeral: Annotated[bool, typer.Option("--ephemeral", help="Serve even without PREFECT_API_URL, on a throwaway "
+                                            "server inside this process that no UI can reach.")] = False,
 ) -> None:
-    """Register and serve the probe, extract, search, export and reprobe deployments against $PREFECT_API_URL."""
+    """Register and serve the probe, extract, search, export and reprobe deployments against $PREFECT_API_URL
+    (refused when it is not set, unless --ephemeral)."""
     from .flows.serve import serve_all
 
-    serve_all(cron)
+    serve_all(cron, ephemeral)
 
 
 @datasets_app.command("list")
