@@ -108,7 +108,7 @@ def eval_figures(config: ProbeConfig, run_id: str, artifact: str | Path) -> dict
 
 def eval_samples(store: str, ds: Dataset, n: int = 8) -> tuple[list, list[str]]:
     picked = [ds.samples[i] for i in np.flatnonzero(StoreReader(store).split == "eval")[:n]]
-    return [s.load_image() for s in picked], [s.question for s in picked]
+    return [s.load_images() for s in picked], [s.question for s in picked]
 
 
 def artifact_key(kind: str, model: str, dataset: str | None = None) -> str:
