@@ -111,6 +111,33 @@ def bench(name: str, exits: list[int], device: str, work: Path, repeats: int, n:
         free()
 
 
+def weight_sizes(name: str, exits: list[int]) -> None:
+    """The full model's and each exit's artifact weights (one `mlp` neuron), counted on the meta device: no memory,
+    no time, the same surgery (`Adapter.trim`) as an export."""
+    from transformers import AutoModelForImageTextToText
+
+    from sn_store.artifact import ExitPlan
+    from sn_store.models import adapter_class
+    from sn_store.models.recipes import recipe
+    from sn_store.models.tokenizer import train_tokenizer
+
+    family, dims, dtype = GEOMETRIES[name]
+    kit = recipe(family)
+    tokenizer = train_tokenizer(kit.SPECIAL_TOKENS, kit.CHAT_TEMPLATE, getattr(kit, "NAMED_TOKENS", {}))
+    config = kit.config(tokenizer, dims)
+
+    def size(exit_layer: int | None) -> int:
+        with torch.device("meta"):
+            model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+        if exit_layer is not None:
+            adapter_class(family)(model, kit.processor(tokenizer, dims)).trim(ExitPlan(exit_layer, False, (0,)))
+        return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+    full = size(None)
+    print(f"[{name}] weights ({str(dtype).removeprefix('torch.')}): full model {human(full)}; artifact of one mlp "
+          "neuron at exit layer " + ", ".join(f"{e}: {human(size(e))} ({size(e) / full:.1%})" for e in exits))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--geometry", choices=list(GEOMETRIES), default="mid")
@@ -118,8 +145,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds at batch 1 (half as many at batch 8)")
     parser.add_argument("--work", help="folder for the model, store and artifacts (default: a temporary one)")
+    parser.add_argument("--sizes-only", action="store_true", help="only count the weights (meta device, instant)")
     args = parser.parse_args()
     exits = sorted({int(x) for x in args.exits.split(",")})
+    if args.sizes_only:
+        weight_sizes(args.geometry, exits)
+        return
     if args.work:
         bench(args.geometry, exits, args.device, Path(args.work), args.repeats)
         return
