@@ -8,13 +8,15 @@ import inspect
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import torch
 from PIL import Image
 
 from ..checks import SITES as SITES  # re-exported: sn_store.models.SITES
 from ..errors import SnError
+
+if TYPE_CHECKING:  # torch loads when a model does: `sn models list` and the registry stay light
+    import torch
 
 
 class StopForward(Exception):
@@ -55,6 +57,8 @@ class Recorder:
         self.detach()
 
     def _hook(self, key: tuple[int, str]):
+        import torch
+
         def record(x: torch.Tensor) -> None:
             self.values[key] = x[:, -1].to(torch.float32, copy=True)  # later in-place edits of x cannot reach it
             if self.stop and len(self.values) == len(self.wanted):
@@ -174,6 +178,8 @@ class Adapter:
     def trim(self, plan: ExitPlan) -> None:
         """Cut the model in place after what the exit needs: later layers, final norm, LM head, and the tail of the
         exit layer (the modules after the neurons become identities, never run: the recorder stops the pass)."""
+        import torch
+
         decoder = self.decoder
         decoder.layers = decoder.layers[: plan.exit_layer + 1]
         decoder.norm = torch.nn.Identity()
@@ -261,6 +267,8 @@ class Adapter:
 
 
 def _rows(linear: torch.nn.Linear, rows: tuple[int, ...]) -> torch.nn.Linear:
+    import torch
+
     out = torch.nn.Linear(linear.in_features, len(rows), bias=linear.bias is not None,
                           dtype=linear.weight.dtype, device=linear.weight.device)
     with torch.no_grad():

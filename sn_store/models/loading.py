@@ -9,13 +9,15 @@ import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .. import checks
 from ..errors import SnError
 from ..workspace import subdir
 from .base import Adapter, adapter_class, registered
+
+if TYPE_CHECKING:
+    import torch
 
 # Trained models that ship inside the package (folders of sn_store/models/shipped/), by built-in name.
 SHIPPED = {"sn-tiny-llava": "sn-tiny-llava"}
@@ -67,6 +69,8 @@ def resolve_model(name: str) -> str:
 
 
 def default_dtype(device: str) -> torch.dtype:
+    import torch
+
     return torch.bfloat16 if device.startswith("cuda") else torch.float32
 
 
@@ -84,6 +88,8 @@ def load_model(name: str, dtype: torch.dtype | str | None = None, device: str | 
                           "--local-dir DIR`) and pass --model DIR") from None
         raise SnError(f"model {name!r}: cannot read its config ({str(exc).splitlines()[0]})") from None
     family = adapter_class(config.model_type)
+    import torch
+
     device = checks.device(device) if device else ("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(dtype, str):
         dtype = getattr(torch, checks.model_dtype(dtype))
