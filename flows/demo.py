@@ -7,9 +7,11 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 from sn_store.flows.probe import probe
 
+from sn_store.analyses import transfer_suite
 from sn_store.datasets import suite_specs
 from sn_store.demo import suite_rows
 from sn_store.pipeline import DEFAULT_MODEL, ProbeConfig, artifact_key
+from sn_store.report import write_report
 
 
 @flow(name="demo", log_prints=True)
@@ -17,6 +19,8 @@ def demo(model: str = DEFAULT_MODEL, tasks: list[str] | None = None, db: str | N
     """Probe `model` on each task (default: the synthetic suite); returns the run ids."""
     tasks = tasks or sorted(suite_specs())
     run_ids = [probe(ProbeConfig(model=model, dataset=task, db=db))["run_id"] for task in tasks]
+    for run_id in transfer_suite(db, run_ids):  # e.g. shapes-exist's SNs on shapes-exist-shift: its page shows it
+        write_report(run_id, db=db)
     publish_suite("demo-suite", model, db, run_ids)
     return run_ids
 

@@ -35,7 +35,6 @@ from sn_store.pipeline import (
     eval_samples,
     finished_search,
     probe_key,
-    store_for,
     summary_markdown,
     top_rows,
 )
@@ -63,7 +62,7 @@ def extract_stage(config: ProbeConfig, ds: Dataset) -> str:
 
     progress = create_progress_artifact(0.0, key=artifact_key("extraction", config.model, config.dataset),
                                         description=f"{what}: 0 of {len(ds)} samples")
-    store = sn_store.extract(config.model, ds, store=store_for(config, ds), sites=config.sites, layers=config.layers,
+    store = sn_store.extract(config.model, ds, sites=config.sites, layers=config.layers,
                              batch_size=config.batch_size, progress=False, on_chunk=report)
     report(len(ds), len(ds))  # also when the store was complete already
     return store

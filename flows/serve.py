@@ -27,7 +27,22 @@ def deployments(cron: str | None = None) -> list:
     ]
 
 
-def serve_all(cron: str | None = None) -> None:
-    from prefect import serve
+def serve_all(cron: str | None = None, ephemeral: bool = False) -> None:
+    """Serve every deployment against the Prefect server of PREFECT_API_URL (environment or profile). Without one,
+    Prefect would start a throwaway server inside this process that no UI or worker can reach: refused unless
+    `ephemeral`, and then said loudly."""
+    import sys
 
+    from prefect import serve
+    from prefect.settings import get_current_settings
+
+    from sn_store.errors import SnError
+
+    if not get_current_settings().api.url:
+        if not ephemeral:
+            raise SnError("PREFECT_API_URL is not set: `sn serve` would serve a throwaway server that no UI can reach. "
+                          "Start one (infra/stack.sh start, or `prefect server start --host 127.0.0.1`), then "
+                          "export PREFECT_API_URL=http://127.0.0.1:4200/api; or pass --ephemeral to serve anyway")
+        print("warning: PREFECT_API_URL is not set: serving a throwaway Prefect server inside this process; no UI "
+              "or worker can reach it, and it goes away with it", file=sys.stderr, flush=True)
     serve(*deployments(cron))

@@ -241,7 +241,7 @@ def variant_activations(adapter, samples, keys: list[tuple[str, int, int]], batc
     with adapter.recorder({(layer, site) for site, layer, _ in keys}, stop=True) as rec, torch.inference_mode():
         for a in range(0, len(samples), batch_size):
             batch = samples[a : a + batch_size]
-            rec.run(adapter.to_device(adapter.build_inputs([s.load_image() for s in batch],
+            rec.run(adapter.to_device(adapter.build_inputs([s.load_images() for s in batch],
                                                            [s.question for s in batch])))
             out[a : a + len(batch)] = np.stack([rec.values[(layer, site)][:, index].cpu().numpy()
                                                 for site, layer, index in keys], axis=1)

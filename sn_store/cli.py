@@ -78,8 +78,8 @@ def extract(
     sites: SitesOpt = None,
     layers: LayersOpt = None,
     batch_size: BatchOpt = 16,
-    store: Annotated[str | None, typer.Option(help="Store path or fsspec URL. Default: "
-                                                 "$SN_HOME/stores/<model>__<dataset>.zarr")] = None,
+    store: Annotated[str | None, typer.Option(help="Store path or fsspec URL. Default: $SN_HOME/stores/"
+                                                 "<model>__<dataset>-<fingerprint>.zarr, as sn probe")] = None,
     dtype: Annotated[str, typer.Option(help="Stored activation dtype: float16 or float32.")] = "float16",
     baseline: Annotated[bool, typer.Option(help="Also record the base model's own answer (needs the full "
                                            "forward pass; --no-baseline stops after the deepest layer).")] = True,
@@ -164,20 +164,29 @@ def search(
     sav: Annotated[bool | None, typer.Option("--sav/--no-sav", help="The SAV baseline (attention heads). Default: "
                                              "when the store has the attn site and attn_heads.")] = None,
     sav_heads: Annotated[int, typer.Option(min=1, help="Attention heads voting in the SAV baseline.")] = 20,
+    again: Annotated[bool, typer.Option("--again", help="Search anew even if these very store contents were "
+                                        "searched with the same settings (default: reuse that run).")] = False,
     db: DbOpt = None,
 ) -> None:
     """Fit a threshold classifier to every neuron of a store and write the leaderboard to DuckDB.
 
     Prints the run id on stdout (the evaluation summary goes to stderr), so `RUN=$(sn search --store S)` works.
+    An unchanged store searched again with the same settings gives the earlier run back (`--again` to repeat it).
     """
     from .leaderboard import query
+    from .search import finished_run
     from .search import search as run
 
-    run_id = run(store, mode, n_grid=n_grid, dask_address=dask_address, ensemble_k=ensemble_k, db=db, sav=sav,
-                 sav_heads=sav_heads)
+    err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    done = None if again else finished_run(store, mode, ensemble_k, db, n_grid)
+    if done:
+        err.print(f"store {store} was searched with these settings already: run {done} (pass --again to search "
+                  "it anew)", highlight=False, soft_wrap=True)
+    run_id = done or run(store, mode, n_grid=n_grid, dask_address=dask_address, ensemble_k=ensemble_k, db=db,
+                         sav=sav, sav_heads=sav_heads, reuse=False)
     summary = query(db, f"SELECT method, split, acc, bal_acc, f1, mcc, n FROM evaluations WHERE run_id = '{run_id}' "
                         "ORDER BY split DESC, method")
-    _print_table(summary, f"run {run_id}", Console(stderr=True, width=None if sys.stderr.isatty() else 160))
+    _print_table(summary, f"run {run_id}", err)
     print(run_id)
 
 
@@ -442,11 +451,14 @@ def serve(
                                              help="Cron schedule of the reprobe deployment. Default: daily "
                                              "03:00.")] = None,
     prefect_api_url: PrefectApiOpt = None,
+    ephemeral: Annotated[bool, typer.Option("--ephemeral", help="Serve even without PREFECT_API_URL, on a throwaway "
+                                            "server inside this process that no UI can reach.")] = False,
 ) -> None:
-    """Register and serve the probe, extract, search, export and reprobe deployments against $PREFECT_API_URL."""
+    """Register and serve the probe, extract, search, export and reprobe deployments against $PREFECT_API_URL
+    (refused when it is not set, unless --ephemeral)."""
     from .flows.serve import serve_all
 
-    serve_all(cron)
+    serve_all(cron, ephemeral)
 
 
 @datasets_app.command("list")
@@ -501,6 +513,14 @@ def store_schema() -> None:
     from .store import schema
 
     print(json.dumps(schema(), indent=2))
+
+
+@store_app.command("verify")
+def store_verify(path: Annotated[str, typer.Argument(help="Store path or fsspec URL.")]) -> None:
+    """Read every chunk of every array of a finished store and check its crc32c checksum."""
+    from .store import verify
+
+    console.print(f"{path}: {verify(path)} chunks read, every one intact")
 
 
 @models_app.command("list")

@@ -67,7 +67,7 @@ def verify_exit(path: Path, store: StoreReader, neurons: list[Neuron], batch_siz
     ds = store_dataset(store)
     idx = np.flatnonzero(store.split == "eval")
     samples = [ds.samples[i] for i in idx]
-    pred = clf.predict_indices([s.load_image() for s in samples], [s.question for s in samples], batch_size)
+    pred = clf.predict_indices([s.load_images() for s in samples], [s.question for s in samples], batch_size)
     want = sn_predictions(store, neurons)[idx]
     mismatch = np.flatnonzero(pred != want)
     if len(mismatch):

@@ -20,6 +20,7 @@ from . import store as zstore
 from .datasets import Dataset, DatasetSpec, load_dataset
 from .datasets.options import allowed_argmax
 from .errors import SnError
+from .locking import writer_lock
 from .models import SITES, Adapter, config_hash, load_model
 from .workspace import subdir
 
@@ -86,8 +87,11 @@ def _basis(meta: dict) -> dict:
     return basis
 
 
-def default_store_path(model: str, dataset: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(model).name or model}__{dataset}")
+def default_store_path(model: str, dataset: str, fingerprint: str) -> str:
+    """`$SN_HOME/stores/<model>__<dataset>-<fingerprint>.zarr`: the one naming rule of `sn extract`, the probe flow
+    and the Python API, so the same extraction lands in the same store (and is done once), and other settings or
+    changed dataset files in another."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(model).name or model}__{dataset}-{fingerprint[:8]}")
     return str(subdir("stores") / f"{slug}.zarr")
 
 
@@ -129,12 +133,14 @@ def extract(model: str | Adapter, dataset: str | DatasetSpec | Dataset, *, store
             sites: str | list[str] | None = None, layers: str | list[int] | None = None, batch_size: int = 16,
             baseline: bool = True, dtype: str = "float16", overwrite: bool = False, chunk_samples: int = 256,
             chunk_neurons: int = 4096, device: str | None = None, model_dtype: str | None = None,
-            progress: bool = True, on_chunk: Callable[[int, int], None] | None = None) -> str:
+            progress: bool = True, on_chunk: Callable[[int, int], None] | None = None,
+            lock_wait_s: float | None = None) -> str:
     """Extract activations of `model` on `dataset` into a Zarr store; resume it if a previous run was cut short.
 
     `model_dtype` is the weights' dtype (default: bfloat16 on CUDA, float32 on CPU); `dtype` the stored one.
     `on_chunk(done, total)` is called after every stored chunk (e.g. to publish progress elsewhere).
-    Returns the store path. See DESIGN.md "Store" for the layout.
+    While another process writes the same store, wait for it up to `lock_wait_s` seconds (None: as long as it
+    takes; 0: refuse). Returns the store path. See DESIGN.md "Store" for the layout.
     """
     if dtype not in ("float16", "float32"):
         raise SnError(f"--dtype must be float16 or float32, not {dtype!r}")
@@ -146,7 +152,6 @@ def extract(model: str | Adapter, dataset: str | DatasetSpec | Dataset, *, store
     verbalizer_ids = check_verbalizers(adapter, spec)
     layers = parse_layers(layers, adapter.num_layers)
     sites = parse_sites(sites)
-    path = store or default_store_path(adapter.source, spec.name)
 
     layout = zstore.Layout(
         n_samples=len(ds), layers=layers, sites=sites, widths={s: adapter.site_width(s) for s in sites},
@@ -163,16 +168,18 @@ def extract(model: str | Adapter, dataset: str | DatasetSpec | Dataset, *, store
     if "attn" in sites:  # not in the fingerprint: stores made before it resume unchanged
         meta["attn_heads"] = adapter.model.config.get_text_config().num_attention_heads
     meta["fingerprint"] = fingerprint(meta)
-    writer, created = _open_or_create(path, layout, ds, meta, overwrite)
-    if writer is None:
-        return path  # already complete with these arguments
-    try:
-        _run(adapter, ds, writer, layout, verbalizer_ids if baseline else None, batch_size, progress, on_chunk)
-    except Exception:
-        if created and writer.n_done == 0:
-            zstore.remove(path)  # nothing of value written: leave no half store behind
-        raise
-    writer.finish()
+    path = store or default_store_path(adapter.source, spec.name, meta["fingerprint"])
+    with writer_lock(path, lock_wait_s):
+        writer, created = _open_or_create(path, layout, ds, meta, overwrite)
+        if writer is None:
+            return path  # already complete with these arguments
+        try:
+            _run(adapter, ds, writer, layout, verbalizer_ids if baseline else None, batch_size, progress, on_chunk)
+        except Exception:
+            if created and writer.n_done == 0:
+                zstore.remove(path)  # nothing of value written: leave no half store behind
+            raise
+        writer.finish()
     return path
 
 

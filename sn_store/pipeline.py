@@ -3,7 +3,6 @@ extract -> search -> export -> evaluate. Each step skips work a previous (failed
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -14,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import checks, leaderboard
 from .datasets import Dataset, load_dataset, resolve_spec
-from .extract import default_store_path
 from .store import StoreReader
 
 DEFAULT_MODEL = "sn-tiny-llava"  # the trained tiny LLaVA shipped in the package
@@ -87,17 +85,11 @@ def dataset_for(config: ProbeConfig) -> Dataset:
     return load_dataset(spec.model_copy(update=sizes) if sizes else spec)
 
 
-def store_for(config: ProbeConfig, ds: Dataset) -> str:
-    """One store per model, dataset content and extraction settings: probes with other settings, or of a dataset
-    whose files changed, never collide with an earlier store."""
-    settings = json.dumps([config.sites, config.layers, config.probe_size, config.eval_size, ds.content_hash])
-    return default_store_path(config.model, f"{ds.spec.name}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}")
-
-
 def finished_search(store: str, config: ProbeConfig) -> str | None:
     """The run id of an earlier search of this very store with these settings, if any."""
-    fingerprint = StoreReader(store).attrs.fingerprint
-    return leaderboard.find_run(config.db, fingerprint, config.mode, config.ensemble_k) if fingerprint else None
+    from .search import finished_run
+
+    return finished_run(store, config.mode, config.ensemble_k, config.db)
 
 
 def top_rows(config: ProbeConfig, run_id: str, k: int = 10) -> list[dict]:
@@ -116,7 +108,7 @@ def eval_figures(config: ProbeConfig, run_id: str, artifact: str | Path) -> dict
 
 def eval_samples(store: str, ds: Dataset, n: int = 8) -> tuple[list, list[str]]:
     picked = [ds.samples[i] for i in np.flatnonzero(StoreReader(store).split == "eval")[:n]]
-    return [s.load_image() for s in picked], [s.question for s in picked]
+    return [s.load_images() for s in picked], [s.question for s in picked]
 
 
 def artifact_key(kind: str, model: str, dataset: str | None = None) -> str:

@@ -38,7 +38,7 @@ def predict_dataset(clf: EarlyExitClassifier, dataset: str, batch_size: int = 16
     if list(ds.spec.classes) != clf.classes:
         raise SnError(f"dataset {ds.spec.name} has classes {ds.spec.classes}, the artifact {clf.classes}")
     start = time.perf_counter()
-    pred = clf.predict_indices([s.load_image() for s in ds.samples], [s.question for s in ds.samples], batch_size)
+    pred = clf.predict_indices([s.load_images() for s in ds.samples], [s.question for s in ds.samples], batch_size)
     seconds = time.perf_counter() - start
     y, split = ds.labels, np.asarray(ds.split)
     positive = clf.classes.index(ds.spec.positive_class) if ds.spec.positive_class else 1

@@ -121,27 +121,31 @@ def to_table(parts: list[dict], store: zstore.StoreReader) -> pa.Table:
 
 def search(store: str, mode: str = "exact", *, n_grid: int = 61, dask_address: str | None = None,
            ensemble_k: int = 5, db: str | None = None, block_neurons: int | None = None,
-           progress: bool = True, sav: bool | None = None, sav_heads: int = 20) -> str:
+           progress: bool = True, sav: bool | None = None, sav_heads: int = 20, reuse: bool = True) -> str:
     """Search every neuron of `store`, evaluate the model, the best SN, the top-k ensemble and the SAV baseline,
     and write it all to the DuckDB leaderboard in one transaction. Returns the run id.
 
     `sav`: None runs SAV when the store allows it (an `attn` site and `attn_heads`), True requires it, False
-    skips it."""
+    skips it. `reuse`: a store whose very contents were searched with the same settings already gets that run's
+    id back (`finished_run`) instead of a second identical run."""
     from .evaluate import evaluate_run
     from .leaderboard import write_run
 
     if ensemble_k < 1:
         raise SnError("--ensemble-k must be at least 1")
     reader = zstore.StoreReader(store)
+    done = finished_run(reader, mode, ensemble_k, db, n_grid) if reuse else None
+    if done:
+        return done
     run_sav = _sav_wanted(reader, sav, sav_heads)  # refused before the search, not after it
     table = fit_store(reader, mode, n_grid, dask_address, block_neurons, progress)
     sav_result = fit_sav(reader, sav_heads) if run_sav else None
     evaluations = evaluate_run(reader, table, ensemble_k) + (sav_result.evaluations if sav_result else [])
-    return write_run(db, run_row(reader, mode, ensemble_k), table, evaluations,
+    return write_run(db, run_row(reader, mode, ensemble_k, n_grid), table, evaluations,
                      sav_result.heads if sav_result else None, check=reader.check_unchanged)
 
 
-def run_row(store: zstore.StoreReader, mode: str, ensemble_k: int) -> dict:
+def run_row(store: zstore.StoreReader, mode: str, ensemble_k: int, n_grid: int = 61) -> dict:
     """The DuckDB `runs` row of a search: provenance a store does not have is NULL."""
     model = store.attrs.model or zstore.ModelProvenance()
     dataset = store.attrs.dataset or zstore.DatasetProvenance()
@@ -150,7 +154,20 @@ def run_row(store: zstore.StoreReader, mode: str, ensemble_k: int) -> dict:
         "n_probe": int(store.probe.sum()), "n_eval": int((store.split == "eval").sum()), "classes": store.classes,
         "dataset_hash": dataset.content_hash, "model_config_hash": model.config_hash,
         "store_fingerprint": store.attrs.fingerprint, "ensemble_k": ensemble_k,
+        "n_grid": n_grid if mode == "grid" else None,
     }
+
+
+def finished_run(store: str | zstore.StoreReader, mode: str, ensemble_k: int, db: str | None = None,
+                 n_grid: int = 61) -> str | None:
+    """The run of an earlier search of the same store contents (its extraction fingerprint) with the same mode,
+    grid and ensemble size, if the database has one. A store without a fingerprint (written by another program)
+    has none."""
+    from .leaderboard import find_run
+
+    reader = store if isinstance(store, zstore.StoreReader) else zstore.StoreReader(store)
+    fingerprint = reader.attrs.fingerprint
+    return find_run(db, fingerprint, mode, ensemble_k, n_grid) if fingerprint else None
 
 
 def _sav_wanted(store: zstore.StoreReader, wanted: bool | None, n_heads: int) -> bool:

@@ -413,6 +413,22 @@ class StoreReader:
                           "nothing was recorded: run the search again")
 
 
+def verify(path: str) -> int:
+    """Read every chunk of every array of a finished store, so that each checksum is checked (a search reads only
+    `activations` and the small arrays); returns the number of chunks read."""
+    store = StoreReader(path)
+    count = 0
+    for name, arr in store.arrays.items():
+        for coords in _chunk_grid(arr):
+            try:
+                arr.get_block_selection(coords)
+            except Exception as exc:
+                raise SnError(f"store {store.path}: array `{name}`, chunk {coords} cannot be read ({_one_line(exc)});"
+                              " the store is damaged: extract it again (--overwrite)") from None
+            count += 1
+    return count
+
+
 def open_store(path: str, require_complete: bool = True) -> xr.Dataset:
     """The store as an `xarray.Dataset` (lazy, dask-backed); refuses an unfinished or damaged store."""
     StoreReader(path, require_complete)

@@ -58,7 +58,7 @@ def test_four_searches_into_one_database_at_once(run):
     """Four `sn search` processes on the same DuckDB file at the same time: none fails, no row is lost."""
     _, _, tmp, _ = run
     store, db = str(tmp / "s.zarr"), str(tmp / "four.duckdb")
-    procs = [subprocess.Popen([sys.executable, "-m", "sn_store", "search", "--store", store, "--db", db],
+    procs = [subprocess.Popen([sys.executable, "-m", "sn_store", "search", "--store", store, "--db", db, "--again"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], [e for _, e in outs]
@@ -69,6 +69,12 @@ def test_four_searches_into_one_database_at_once(run):
     assert counts == {r: str(4 * 256) for r in run_ids}
     res = sn("sql", "SELECT count(*) AS n FROM evaluations", "--db", db, "--csv")
     assert res.stdout.split()[1] == str(4 * 8)  # model, sn, sn_ensemble, sav on probe and eval
+
+    # Without --again, the same store and settings give the latest of those runs back, and say so: no fifth run.
+    res = sn("search", "--store", store, "--db", db)
+    assert res.returncode == 0 and res.stdout.strip() in run_ids and "--again" in res.stderr, res.stderr
+    res = sn("sql", "SELECT count(*) AS n FROM runs", "--db", db, "--csv")
+    assert res.stdout.split()[1] == "4"
 
 
 HEAVY = ("torch", "transformers", "xarray", "dask", "prefect")

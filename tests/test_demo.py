@@ -50,6 +50,13 @@ def test_demo_prints_the_suite_table_from_duckdb_and_reuses_it(tmp_path):
     suite = Path(re.search(r"^Report:\s+(\S+)$", out, re.M)[1])  # the suite page links every task's report
     links = re.findall(r'<a href="([^"]+)"', suite.read_text())
     assert len(links) == len(summary) and all((suite.parent / link).is_file() for link in links)
+    # shapes-exist's SNs evaluated on shapes-exist-shift (distribution shift), shown on shapes-exist's page
+    con = duckdb.connect(str(home / "sn.duckdb"), read_only=True)
+    shifted = con.execute("SELECT DISTINCT r.run_id, t.target_dataset FROM transfers t JOIN runs r USING (run_id) "
+                          "WHERE r.dataset = 'shapes-exist'").fetchall()
+    con.close()
+    assert [t for _, t in shifted] == ["shapes-exist-shift"]
+    assert [p.parent.name for p in suite.parent.parent.glob("*/transfer.png")] == [shifted[0][0]]
 
     stamps = {p: p.stat().st_mtime_ns for p in (home / "stores").glob("*.zarr/zarr.json")}
     run_demo(home)  # a second run reuses the stores and the searches

@@ -23,12 +23,15 @@ class TinyDims:
     vision_heads: int = 2
     image_size: int = 32
     patch_size: int = 8
+    vision_intermediate: int | None = None  # default: twice vision_hidden
+    vocab: int = 0  # at least this many token embeddings (the real model's vocabulary size, for its weight size)
+    head_dim: int | None = None  # default: hidden // heads
 
 
 def text_dims(tokenizer, dims: TinyDims) -> dict:
     """Decoder config keys shared by the Llama and Qwen2 text models."""
     return dict(
-        vocab_size=len(tokenizer), hidden_size=dims.hidden, intermediate_size=dims.intermediate,
+        vocab_size=max(len(tokenizer), dims.vocab), hidden_size=dims.hidden, intermediate_size=dims.intermediate,
         num_hidden_layers=dims.layers, num_attention_heads=dims.heads, num_key_value_heads=dims.kv_heads,
         max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -38,9 +41,18 @@ def text_dims(tokenizer, dims: TinyDims) -> dict:
 def vision_dims(dims: TinyDims) -> dict:
     """Vision-tower config keys shared by the CLIP and SigLIP towers."""
     return dict(
-        hidden_size=dims.vision_hidden, intermediate_size=2 * dims.vision_hidden, num_hidden_layers=dims.vision_layers,
-        num_attention_heads=dims.vision_heads, image_size=dims.image_size, patch_size=dims.patch_size,
+        hidden_size=dims.vision_hidden, intermediate_size=vision_intermediate(dims),
+        num_hidden_layers=dims.vision_layers, num_attention_heads=dims.vision_heads, image_size=dims.image_size,
+        patch_size=dims.patch_size,
     )
+
+
+def vision_intermediate(dims: TinyDims) -> int:
+    return dims.vision_intermediate or 2 * dims.vision_hidden
+
+
+def head_dim(dims: TinyDims) -> int:
+    return dims.head_dim or dims.hidden // dims.heads
 
 
 def mrope_section(text: dict) -> list[int]:
@@ -49,7 +61,8 @@ def mrope_section(text: dict) -> list[int]:
     return [half - 2 * (half // 3), half // 3, half // 3]
 
 
-def build_tiny(model_type: str, out_dir: str | Path, seed: int = 0, dims: TinyDims = TinyDims()) -> Path:
+def build_tiny(model_type: str, out_dir: str | Path, seed: int = 0, dims: TinyDims = TinyDims(),
+               dtype: torch.dtype = torch.float32) -> Path:
     """Build a random-weight model of family `model_type`, save it with its processor to `out_dir`."""
     from transformers import AutoModelForImageTextToText
     from transformers.utils import logging as hf_logging
@@ -62,7 +75,7 @@ def build_tiny(model_type: str, out_dir: str | Path, seed: int = 0, dims: TinyDi
     tokenizer = train_tokenizer(kit.SPECIAL_TOKENS, kit.CHAT_TEMPLATE, getattr(kit, "NAMED_TOKENS", {}))
     config = kit.config(tokenizer, dims)
     torch.manual_seed(seed)
-    model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
     out = Path(out_dir)
     hf_logging.disable_progress_bar()
     model.save_pretrained(out)

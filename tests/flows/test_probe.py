@@ -6,6 +6,7 @@ import asyncio
 
 import zarr
 
+import sn_store
 from sn_store import leaderboard
 from sn_store.pipeline import ProbeConfig
 
@@ -56,9 +57,10 @@ def test_failure_in_search_then_rerun_does_not_re_extract(prefect_server, tmp_pa
 
     monkeypatch.setattr(search_module, "fit_store", broken)
     assert probe(cfg, return_state=True).is_failed()
-    from sn_store.pipeline import dataset_for, store_for
+    from sn_store.pipeline import dataset_for
 
-    store = store_for(cfg, dataset_for(cfg))
+    # The same extraction again names the same store (one naming rule) and, complete, returns at once.
+    store = sn_store.extract(cfg.model, dataset_for(cfg), sites=cfg.sites, layers=cfg.layers, progress=False)
     stamp = (__import__("pathlib").Path(store) / "zarr.json").stat().st_mtime_ns
     monkeypatch.setattr(search_module, "fit_store", real)
     state = probe(cfg, return_state=True)
@@ -93,3 +95,27 @@ def test_deployments_register_with_schedules_and_parameter_schemas(prefect_serve
     assert {"model", "dataset", "sites", "layers", "batch_size", "probe_size", "eval_size", "mode", "ensemble_k",
             "dask_address"} <= set(probe_config)
     assert probe_config["mode"].get("enum") == ["exact", "grid"]
+
+
+def test_sn_extract_then_sn_probe_with_the_same_settings_extracts_once(prefect_server, tmp_path, sn_home):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from sn_store.flows.probe import probe
+
+    spec = tmp_path / "tiny-task.yaml"
+    spec.write_text(yaml.safe_dump({"name": "tiny-task", "format": "synthetic", "source": "exist", "seed": 3,
+                                    "classes": ["no", "yes"], "probe_size": 12, "eval_size": 12, "params": {"n": 24}}))
+    res = subprocess.run([sys.executable, "-m", "sn_store", "extract", "--model", "tiny-llava", "--dataset", str(spec),
+                          "--layers", "0"], capture_output=True, text=True, env=os.environ, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (store,) = (Path(sn_home) / "stores").glob("tiny-llava__tiny-task-*.zarr")
+    stamp = (store / "zarr.json").stat().st_mtime_ns
+    state = probe(ProbeConfig(model="tiny-llava", dataset=str(spec), layers="0", batch_size=8, ensemble_k=3,
+                              db=str(tmp_path / "sn.duckdb")), return_state=True)
+    assert state.is_completed(), state
+    assert state.result()["store"] == str(store)
+    assert (store / "zarr.json").stat().st_mtime_ns == stamp  # not extracted a second time

@@ -150,3 +150,18 @@ def test_a_hub_id_offline_is_one_line_saying_how_to_point_at_a_local_folder(monk
         load_model("llava-hf/llava-1.5-7b-hf-not-cached", device="cpu")
     message = str(err.value)
     assert "\n" not in message and "--local-dir DIR" in message and "--model DIR" in message
+
+
+def test_recorder_stops_once_every_site_fired_in_any_order():
+    ad = adapter("tiny-llava")
+    images, questions = samples(False)
+    later = []
+    handle = ad.layers[2].register_forward_hook(lambda *a: later.append(1))
+    wanted = [(1, "resid"), (0, "attn"), (1, "mlp"), (0, "resid")]  # not in the order the pass computes them
+    try:
+        with ad.recorder(wanted) as rec, torch.no_grad():
+            out = rec.run(ad.to_device(ad.build_inputs(images[:2], questions[:2])))
+    finally:
+        handle.remove()
+    assert out is None and later == []  # stopped inside layer 1: layer 2 never ran
+    assert set(rec.values) == set(wanted) and all(v.shape == (2, ad.site_width(s)) for (_, s), v in rec.values.items())

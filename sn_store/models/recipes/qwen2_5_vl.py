@@ -4,21 +4,10 @@ from __future__ import annotations
 
 from ..base import image_only
 from ..tiny import TinyDims, mrope_section, text_dims
-from .qwen2_vl import SPECIAL_TOKENS, qwen_image_options
+from .qwen2_vl import CHAT_TEMPLATE, SPECIAL_TOKENS, qwen_image_options
 
-SPECIAL_TOKENS = SPECIAL_TOKENS  # the Qwen2-VL vocabulary's specials
-# The template of Qwen/Qwen2.5-VL-7B-Instruct, without its video branch.
-CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-    "{% endif %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}"
-    "<|im_end|>\n{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
-    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}"
-    "{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+# Qwen2.5-VL-7B-Instruct has Qwen2-VL's special tokens and chat template.
+__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "config", "processor"]
 
 
 def config(tokenizer, dims: TinyDims):

@@ -4,7 +4,7 @@ with interleaved mRoPE."""
 from __future__ import annotations
 
 from ..base import image_only
-from ..tiny import TinyDims, mrope_section, text_dims
+from ..tiny import TinyDims, head_dim, mrope_section, text_dims, vision_intermediate
 from .qwen2_vl import SPECIAL_TOKENS, qwen_image_options
 
 SPECIAL_TOKENS = SPECIAL_TOKENS  # the Qwen2-VL vocabulary's specials
@@ -18,18 +18,24 @@ CHAT_TEMPLATE = (
 )
 
 
+def deepstack(dims: TinyDims) -> list[int]:
+    """Vision layers whose features go into the first decoder layers: three, evenly spread ([8, 17, 26] of 27)."""
+    return sorted({max(0, dims.vision_layers * i // 3 - 1) for i in (1, 2, 3)})
+
+
 def config(tokenizer, dims: TinyDims):
     from transformers import Qwen3VLConfig
 
     text = text_dims(tokenizer, dims)
-    text["head_dim"] = dims.hidden // dims.heads
+    text["head_dim"] = head_dim(dims)
     text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section(text),
                                "mrope_interleaved": True}
     vision = dict(
-        depth=dims.vision_layers, hidden_size=dims.vision_hidden, intermediate_size=2 * dims.vision_hidden,
+        depth=dims.vision_layers, hidden_size=dims.vision_hidden, intermediate_size=vision_intermediate(dims),
         out_hidden_size=dims.hidden, num_heads=dims.vision_heads, patch_size=dims.patch_size,
-        spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64,
-        deepstack_visual_indexes=list(range(dims.vision_layers - 1)),
+        spatial_merge_size=2, temporal_patch_size=2,
+        num_position_embeddings=(2 * dims.image_size // dims.patch_size) ** 2,  # the largest image's patches
+        deepstack_visual_indexes=deepstack(dims),
     )
     ids = tokenizer.convert_tokens_to_ids
     return Qwen3VLConfig(
