@@ -16,6 +16,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -254,10 +255,11 @@ def check_destination(out: Path) -> None:
 
 
 def _remove_stale(out: Path) -> None:
-    """Remove the staging folders of killed exports to `out`; a running export holds a lock on its own."""
-    prefix = f".{out.name}{STAGING}"
+    """Remove the staging folders of killed exports to `out`: exactly the names `staging` makes (mkdtemp's 8
+    characters), not a user's look-alike; a running export holds a lock on its own."""
+    made = re.compile(re.escape(f".{out.name}{STAGING}") + "[a-z0-9_]{8}")
     for p in out.parent.iterdir():
-        if not p.name.startswith(prefix) or not stat.S_ISDIR(os.lstat(p).st_mode):
+        if not made.fullmatch(p.name) or not stat.S_ISDIR(os.lstat(p).st_mode):
             continue
         fd = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:

@@ -15,6 +15,7 @@ chunks by listing its keys, and a changed byte fails the read.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -543,7 +544,7 @@ class StoreWriter:
             return cls(path)
         target = Path(path).expanduser().absolute()
         target.parent.mkdir(parents=True, exist_ok=True)
-        for stale in target.parent.glob(f".{target.name}.*-*"):  # left by a killed creation or replacement
+        for stale in _stale_siblings(target):
             shutil.rmtree(stale, ignore_errors=True)
         tmp = target.with_name(f".{target.name}.creating-{uuid.uuid4().hex[:8]}")
         try:
@@ -588,6 +589,15 @@ def _fill(group: zarr.Group, layout: Layout, labels: np.ndarray, split: list[str
     if class_mask is not None:  # only when some question has fewer options than the dataset has classes
         _array(group, CLASS_MASK, ("sample", "class"), class_mask.astype(bool), chunks=(cs, class_mask.shape[1]))
     group.attrs.update({**attrs, "store_id": uuid.uuid4().hex, "n_done": 0, "complete": False})
+
+
+def _stale_siblings(target: Path) -> list[Path]:
+    """Folders a killed creation or replacement of `target` left beside it: exactly the names `create` makes
+    (`.NAME.creating-<8 hex>`, `.NAME.replaced-<8 hex>`), empty or holding a Zarr group; a user's `.NAME.old-copy`
+    is not ours and stays. The caller holds the store's writer lock, so none of them is still being written."""
+    made = re.compile(rf"\.{re.escape(target.name)}\.(creating|replaced)-[0-9a-f]{{8}}")
+    return [p for p in target.parent.iterdir() if made.fullmatch(p.name) and not p.is_symlink() and p.is_dir()
+            and ((p / "zarr.json").is_file() or not any(p.iterdir()))]
 
 
 def _move_into_place(tmp: Path, target: Path) -> None:

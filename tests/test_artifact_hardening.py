@@ -149,15 +149,20 @@ def test_a_killed_export_never_loads_and_is_cleaned_at_the_next_export(run, tmp_
     one_line_error(lambda: EarlyExitClassifier.load(renamed, device="cpu"), "did not finish")
     renamed.rename(left)
 
-    live = tmp_path / ".art.staging-live"  # another export still running: it holds the lock on its folder
+    live = tmp_path / ".art.staging-live1234"  # another export still running: it holds the lock on its folder
     live.mkdir()
+    mine = [tmp_path / ".art.staging-notes", tmp_path / ".art.staging-abcd1234-old", tmp_path / ".art.staging-x"]
+    for p in mine:  # look-alikes export did not make (a user's folder; an artifact a killed swap set aside) stay
+        p.mkdir()
+        (p / "thesis.txt").write_text("mine")
     fd = os.open(live, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         export(run["run"], out, db=run["db"], verify=False)
     finally:
         os.close(fd)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".art.staging-live", "art"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "art", *(p.name for p in mine)])
+    assert all((p / "thesis.txt").read_text() == "mine" for p in mine)
     assert EarlyExitClassifier.load(out, device="cpu").manifest.finished
 
 

@@ -173,12 +173,18 @@ def test_interrupted_creation_is_made_again_and_stale_staging_is_cleaned(made, t
     folder left by a killed creation is removed by the next one."""
     store = tmp_path / "s.zarr"
     zarr.open_group(str(store), mode="w", zarr_format=3).create_array("label", shape=(3,), dtype="int16")
-    stale = tmp_path / ".s.zarr.creating-deadbeef"
-    stale.mkdir()
+    stale = [tmp_path / ".s.zarr.creating-deadbeef", tmp_path / ".s.zarr.replaced-0123abcd"]
+    zarr.open_group(str(stale[0]), mode="w", zarr_format=3)  # a killed creation's half-made group
+    stale[1].mkdir()  # killed before anything was written in it
+    kept = [tmp_path / ".s.zarr.old-copy", tmp_path / ".s.zarr.creating-mine", tmp_path / ".s.zarr.replaced-0123abce"]
+    for p in kept:  # look-alikes creation did not make, or one holding a user's files: never removed
+        p.mkdir()
+        (p / "thesis.txt").write_text("mine")
     extract(adapter("tiny-llava"), made[1], store=str(store), chunk_samples=CHUNK, chunk_neurons=128,
             layers="0-1", baseline=False, progress=False)
-    assert StoreReader(store).attrs.complete and not stale.exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["s.zarr"]
+    assert StoreReader(store).attrs.complete and not any(p.exists() for p in stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["s.zarr", *(p.name for p in kept)])
+    assert all((p / "thesis.txt").read_text() == "mine" for p in kept)
     a, b = zarr.open_group(str(store))["activations"][:], zarr.open_group(made[0])["activations"][:]
     np.testing.assert_array_equal(a, b)
 
