@@ -13,7 +13,7 @@ import types
 
 from .errors import SnError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Public name -> the submodule that defines it.
 _API = {

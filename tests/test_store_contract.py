@@ -120,3 +120,42 @@ def test_store_schema_command_and_readme_show_the_model():
     block = re.search(r"<!-- store-schema -->\n```json\n(.*?)```", readme, re.S)
     assert block, "README lacks the store schema block"
     assert json.loads(block[1]) == printed, "README's store schema is stale: paste `sn store schema`"
+
+
+OLD_STORES = sorted((ROOT / "tests" / "data" / "stores").glob("*.zarr"))
+
+
+def best_probe_accuracy(acts: np.ndarray, y: np.ndarray) -> float:
+    """Brute force: every neuron, every cut between its sorted values (and below all), both polarities."""
+    best = 0.0
+    for a in acts.reshape(len(acts), -1).T.astype(np.float64):
+        cuts = np.concatenate([[-np.inf], np.unique(a)])
+        pred = a[None, :] > cuts[:, None]
+        acc = (pred == y[None, :].astype(bool)).mean(1)
+        best = max(best, acc.max(), (1 - acc).max())
+    return float(best)
+
+
+@pytest.mark.parametrize("old", OLD_STORES, ids=[p.name for p in OLD_STORES])
+def test_stores_written_by_earlier_versions_are_searched_and_exported(old, tmp_path):
+    """A store written by an earlier sn_store (tests/data/stores, made by that version's `extract`: no checksums,
+    no store_id, no attn_heads) is opened, verified, searched and exported like a new one."""
+    import shutil
+
+    from sn_store.export import export
+
+    assert old.name.startswith("v0.1.0"), "add the version's row to the README's stores paragraph"
+    store = tmp_path / old.name
+    shutil.copytree(old, store)
+    assert "store_id" not in zarr.open_group(str(store), mode="r").attrs  # really the older layout
+    reader = StoreReader(str(store))
+    probe = reader.split == "probe"
+    acts = np.asarray(zarr.open_group(str(store), mode="r")["activations"][:])[probe]
+    db = str(tmp_path / "sn.duckdb")
+    run = search(str(store), db=db, progress=False)
+    con = duckdb.connect(db, read_only=True)
+    got = con.execute("SELECT max(probe_acc) FROM neurons WHERE run_id = ?", [run]).fetchone()[0]
+    con.close()
+    assert got == pytest.approx(best_probe_accuracy(acts, reader.labels[probe]))
+    path = export(run, tmp_path / "artifact", db=db)  # verify: the artifact equals the old store on eval
+    assert (path / "manifest.json").is_file()
