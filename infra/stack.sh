@@ -84,7 +84,7 @@ start() {
         echo "Dask dashboard: http://127.0.0.1:$DASK_DASHBOARD_PORT/status"
     fi
     launch sn-serve "$BIN/sn" serve
-    echo "Prefect UI: http://127.0.0.1:$PORT  (deployments: probe, extract, search, export, reprobe)"
+    echo "Prefect UI: http://127.0.0.1:$PORT  (deployments: probe, extract, search, export, report, reprobe)"
     echo "in your shell: export PREFECT_API_URL=$PREFECT_API_URL"
 }
 

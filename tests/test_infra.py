@@ -54,7 +54,11 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 def _catches_sigterm(pid: int) -> bool:
     """The process has a handler for SIGTERM (Linux: SigCgt in /proc/PID/status)."""
-    caught = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("SigCgt:"))
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # gone
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
     return bool(int(caught.split()[1], 16) >> (15 - 1) & 1)
 
 
@@ -99,7 +103,7 @@ def test_stack_listens_on_loopback_only_and_stops_in_reverse_order(stack_home):
     deadline = time.monotonic() + 120
     while not (all(text in (state / f"{name}.log").read_text() for name, text in ready.items())
                and _catches_sigterm(pids["sn-serve"])):
-        dead = [name for name, pid in pids.items() if _gone(psutil.Process(pid))]
+        dead = [name for name, pid in pids.items() if all(_gone(proc) for proc in _tree(pid))]
         assert not dead, "\n".join(f"{n}: {(state / f'{n}.log').read_text()[-2000:]}" for n in dead)
         assert time.monotonic() < deadline, "the stack did not come up in 120 s"
         time.sleep(0.5)
