@@ -84,24 +84,42 @@ start() {
         echo "Dask dashboard: http://127.0.0.1:$DASK_DASHBOARD_PORT/status"
     fi
     launch sn-serve "$BIN/sn" serve
-    echo "Prefect UI: http://127.0.0.1:$PORT  (deployments: probe, extract, search, export, reprobe)"
+    echo "Prefect UI: http://127.0.0.1:$PORT  (deployments: probe, extract, search, export, report, reprobe)"
     echo "in your shell: export PREFECT_API_URL=$PREFECT_API_URL"
+}
+
+alive() {  # pid: still running. A zombie counts as gone: it has exited, only its parent's reaping is left, and a
+    # parent such as a container's init may reap only every few seconds (measured: ~2 s per process, the whole of
+    # what `stop` used to wait for).
+    local stat
+    kill -0 "$1" 2>/dev/null || return 1
+    [ -r "/proc/$1/stat" ] || return 0  # no /proc (not Linux): kill -0 is all there is
+    { stat=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
+    stat=${stat##*) }
+    [ "${stat%% *}" != Z ]
+}
+
+clock() {  # microseconds since the epoch in $now (bash >= 5), else empty
+    now=${EPOCHREALTIME:-}; now=${now//[!0-9]/}
 }
 
 stop_one() {  # name: SIGTERM to its leader (each shuts down its own children cleanly), then to its whole group after
     # 10 s, SIGKILL after 20 s
-    local pidfile="$STATE/$1.pid" pid i
+    local pidfile="$STATE/$1.pid" pid i now t0 tenths
     [ -e "$pidfile" ] || return 0
     pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
+        clock; t0=$now
         kill -TERM "$pid" 2>/dev/null || true
         for i in $(seq 200); do
-            kill -0 "$pid" 2>/dev/null || break
+            alive "$pid" || break
             [ "$i" = 100 ] && kill -TERM -- "-$pid" 2>/dev/null
             sleep 0.1
         done
-        kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null
-        echo "stopped $1 (pid $pid, $(( (i - 1) / 10 )).$(( (i - 1) % 10 )) s)"
+        alive "$pid" && kill -KILL -- "-$pid" 2>/dev/null
+        clock
+        if [ -n "$now" ] && [ -n "$t0" ]; then tenths=$(( (now - t0) / 100000 )); else tenths=$(( i - 1 )); fi
+        echo "stopped $1 (pid $pid, $(( tenths / 10 )).$(( tenths % 10 )) s)"
     fi
     kill -KILL -- "-$pid" 2>/dev/null || true  # what is left of its group (a flow run's subprocess)
     rm -f "$pidfile"
@@ -124,7 +142,7 @@ status() {
     for pidfile in "$STATE"/*.pid; do
         [ -e "$pidfile" ] || { echo "no stack recorded in $STATE"; return 0; }
         pid=$(cat "$pidfile")
-        if kill -0 "$pid" 2>/dev/null; then state=running; else state=gone; fi
+        if alive "$pid"; then state=running; else state=gone; fi
         echo "$(basename "$pidfile" .pid): pid $pid $state"
     done
 }
