@@ -30,6 +30,9 @@ def plain_sav(path: str, n_heads: int):
     probe = [s == "probe" for s in np.asarray(g["split"][:]).astype(object)]
     k, n_h = len(g.attrs["classes"]), int(g.attrs["attn_heads"])
     d = len(attn) // n_h
+    # Per-question options (ScienceQA): a class the question does not offer is never chosen. All offered without it.
+    allowed = ([[bool(v) for v in row] for row in g["class_mask"][:]] if "class_mask" in set(g.array_keys())
+               else [[True] * k for _ in y])
     scored = []  # (probe_acc, eval_acc, layer position, head, per-sample (pred, sims))
     for li in range(acts.shape[1]):
         for h in range(n_h):
@@ -37,11 +40,12 @@ def plain_sav(path: str, n_heads: int):
             means = []
             for c in range(k):
                 members = [vec[i] for i in range(len(y)) if probe[i] and y[i] == c]
-                means.append([sum(col) / len(members) for col in zip(*members, strict=True)])
+                means.append([sum(col) / len(members) for col in zip(*members, strict=True)] if members else [0.0] * d)
             per_sample = []
             for i in range(len(y)):
                 sims = [_cos(vec[i], means[c]) for c in range(k)]
-                per_sample.append((max(range(k), key=lambda c, s=sims: (s[c], -c)), sims))
+                options = [c for c in range(k) if allowed[i][c]]
+                per_sample.append((max(options, key=lambda c, s=sims: (s[c], -c)), sims))
             hits = [per_sample[i][0] == y[i] for i in range(len(y))]
             p_acc = sum(h_ for h_, p in zip(hits, probe, strict=True) if p) / sum(probe)
             e_acc = sum(h_ for h_, p in zip(hits, probe, strict=True) if not p) / (len(y) - sum(probe))
@@ -72,6 +76,63 @@ def test_sav_matches_plain_loops(sn_tiny_store):
     assert by_split["eval"]["acc"] == pytest.approx(class_metrics(pred[~probe], y[~probe], 2)["acc"])
     assert by_split["probe"]["acc"] == pytest.approx((pred[probe] == y[probe]).mean())
     assert by_split["probe"]["acc"] > 0.5  # the shipped model's heads carry the task
+
+
+def masked_store(path, mask: bool = True) -> tuple[str, np.ndarray]:
+    """A store as another program writes it (plain zarr): four options A-D, but a third of the questions offer only
+    two or three of them (`class_mask`, as ScienceQA's). Two layers; an attn site of 3 heads x 4 dims beside a resid
+    site. Each head sees its class weakly, and leans towards a class the question does not offer, so the mask
+    changes the heads' choices."""
+    rng = np.random.default_rng(3)
+    n, k, n_h, d, width = 60, 4, 3, 4, 5
+    y = np.arange(n) % k
+    allowed = np.ones((n, k), dtype=bool)
+    for i in range(0, n, 3):  # drop one or two options this question does not have (never its answer)
+        others = [c for c in range(k) if c != y[i]]
+        allowed[i, rng.choice(others, size=1 + i % 2, replace=False)] = False
+    centre = rng.standard_normal((2, n_h, k, d))  # (layer, head, class, dim)
+    attn = np.empty((n, 2, n_h, d))
+    for i in range(n):
+        decoy = next(c for c in range(k) if not allowed[i, c]) if not allowed[i].all() else y[i]
+        attn[i] = 0.6 * centre[:, :, y[i]] + 0.5 * centre[:, :, decoy] + rng.standard_normal((2, n_h, d))
+    acts = np.concatenate([rng.standard_normal((n, 2, width)), attn.reshape(n, 2, n_h * d)], axis=2)
+    split = np.array(["probe" if (i // k) % 2 == 0 else "eval" for i in range(n)], dtype=object)  # every class in both
+    g = zarr.open_group(str(path), mode="w", zarr_format=3)
+    arrays = [("activations", acts.astype(np.float32), ("sample", "layer", "neuron")),
+              ("label", y.astype(np.int8), ("sample",)), ("split", split, ("sample",)),
+              ("layer", np.array([2, 5], dtype=np.int64), ("layer",)),
+              ("neuron_site", np.array(["resid"] * width + ["attn"] * (n_h * d), dtype=object), ("neuron",)),
+              ("neuron_index", np.r_[np.arange(width), np.arange(n_h * d)].astype(np.int32), ("neuron",))]
+    if mask:
+        arrays.append(("class_mask", allowed, ("sample", "class")))
+    for name, data, dims in arrays:
+        arr = g.create_array(name, shape=data.shape, dtype=str if data.dtype == object else data.dtype,
+                             chunks=data.shape, dimension_names=dims)
+        arr[...] = data
+    g.attrs.update({"classes": ["A", "B", "C", "D"], "sites": ["resid", "attn"], "complete": True, "attn_heads": n_h})
+    return str(path), allowed
+
+
+def test_sav_with_per_question_options_matches_plain_loops(tmp_path):
+    path, allowed = masked_store(tmp_path / "options.zarr")
+    result = fit_sav(path, n_heads=4)
+    heads, pred, y, probe = plain_sav(path, 4)
+    got = result.heads.to_pylist()
+    assert [(r["layer"], r["head"]) for r in got] == [([2, 5][li], h) for _, _, li, h in heads]
+    np.testing.assert_allclose([r["probe_acc"] for r in got], [p for p, *_ in heads], rtol=1e-6)
+    np.testing.assert_allclose([r["eval_acc"] for r in got], [e for _, e, *_ in heads], rtol=1e-6)
+    np.testing.assert_array_equal(result.pred, pred)
+    assert allowed[np.arange(len(pred)), result.pred].all()  # never an option the question lacks
+    by_split = {r["split"]: r for r in result.evaluations}
+    for s, sel in (("probe", probe), ("eval", ~probe)):
+        assert by_split[s]["acc"] == pytest.approx((pred[sel] == y[sel]).mean())
+    # The mask is what this test is about: without it, heads and votes come out otherwise.
+    free_path, _ = masked_store(tmp_path / "free.zarr", mask=False)
+    free = fit_sav(free_path, n_heads=4)
+    free_heads, free_pred, _, _ = plain_sav(free_path, 4)
+    np.testing.assert_array_equal(free.pred, free_pred)
+    assert (free.pred != result.pred).any() and not allowed[np.arange(len(pred)), free.pred].all()
+    assert [p for p, *_ in free_heads] != [p for p, *_ in heads]
 
 
 def test_vote_tie_goes_to_the_larger_summed_similarity():
