@@ -4,6 +4,8 @@ in DuckDB, and the refusal of a store that cannot give head vectors."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -78,11 +80,11 @@ def test_sav_matches_plain_loops(sn_tiny_store):
     assert by_split["probe"]["acc"] > 0.5  # the shipped model's heads carry the task
 
 
-def masked_store(path, mask: bool = True) -> tuple[str, np.ndarray]:
+def masked_store(path, mask: bool = True, attn_site: bool = True) -> tuple[str, np.ndarray]:
     """A store as another program writes it (plain zarr): four options A-D, but a third of the questions offer only
     two or three of them (`class_mask`, as ScienceQA's). Two layers; an attn site of 3 heads x 4 dims beside a resid
     site. Each head sees its class weakly, and leans towards a class the question does not offer, so the mask
-    changes the heads' choices."""
+    changes the heads' choices. `attn_site=False`: the resid site alone (a store extracted without attn)."""
     rng = np.random.default_rng(3)
     n, k, n_h, d, width = 60, 4, 3, 4, 5
     y = np.arange(n) % k
@@ -96,20 +98,25 @@ def masked_store(path, mask: bool = True) -> tuple[str, np.ndarray]:
         decoy = next(c for c in range(k) if not allowed[i, c]) if not allowed[i].all() else y[i]
         attn[i] = 0.6 * centre[:, :, y[i]] + 0.5 * centre[:, :, decoy] + rng.standard_normal((2, n_h, d))
     acts = np.concatenate([rng.standard_normal((n, 2, width)), attn.reshape(n, 2, n_h * d)], axis=2)
+    sites = ["resid"] * width + ["attn"] * (n_h * d)
+    index = np.r_[np.arange(width), np.arange(n_h * d)]
+    if not attn_site:
+        acts, sites, index = acts[:, :, :width], sites[:width], index[:width]
     split = np.array(["probe" if (i // k) % 2 == 0 else "eval" for i in range(n)], dtype=object)  # every class in both
     g = zarr.open_group(str(path), mode="w", zarr_format=3)
     arrays = [("activations", acts.astype(np.float32), ("sample", "layer", "neuron")),
               ("label", y.astype(np.int8), ("sample",)), ("split", split, ("sample",)),
               ("layer", np.array([2, 5], dtype=np.int64), ("layer",)),
-              ("neuron_site", np.array(["resid"] * width + ["attn"] * (n_h * d), dtype=object), ("neuron",)),
-              ("neuron_index", np.r_[np.arange(width), np.arange(n_h * d)].astype(np.int32), ("neuron",))]
+              ("neuron_site", np.array(sites, dtype=object), ("neuron",)),
+              ("neuron_index", index.astype(np.int32), ("neuron",))]
     if mask:
         arrays.append(("class_mask", allowed, ("sample", "class")))
     for name, data, dims in arrays:
         arr = g.create_array(name, shape=data.shape, dtype=str if data.dtype == object else data.dtype,
                              chunks=data.shape, dimension_names=dims)
         arr[...] = data
-    g.attrs.update({"classes": ["A", "B", "C", "D"], "sites": ["resid", "attn"], "complete": True, "attn_heads": n_h})
+    g.attrs.update({"classes": ["A", "B", "C", "D"], "sites": ["resid", "attn"] if attn_site else ["resid"],
+                    "complete": True, "attn_heads": n_h})
     return str(path), allowed
 
 
@@ -153,7 +160,7 @@ def test_search_records_sav(sn_tiny_run, sn_tiny_store):
     assert set(rows) == {"probe", "eval"} and rows["eval"]["n"] == 32
 
 
-def test_sav_refused_without_attn_heads(sn_tiny_store, tmp_path):
+def test_sav_refused_without_attn_heads(sn_tiny_store, tmp_path, capsys):
     import shutil
 
     from sn_store import search
@@ -162,8 +169,34 @@ def test_sav_refused_without_attn_heads(sn_tiny_store, tmp_path):
     shutil.copytree(sn_tiny_store, copy)
     g = zarr.open_group(str(copy), mode="r+")
     g.attrs.pop("attn_heads") if hasattr(g.attrs, "pop") else g.attrs.__delitem__("attn_heads")
+    db = str(tmp_path / "x.duckdb")
     with pytest.raises(SnError, match="attn_heads"):
-        search(str(copy), db=str(tmp_path / "x.duckdb"), sav=True, progress=False)
-    run_id = search(str(copy), db=str(tmp_path / "x.duckdb"), progress=False)  # not asked for: skipped
-    methods = {r["method"] for r in leaderboard.run_evaluations(str(tmp_path / "x.duckdb"), run_id)}
+        search(str(copy), db=db, sav=True, progress=False)
+    capsys.readouterr()
+    run_id = search(str(copy), db=db, progress=False)  # not asked for: skipped, and said so
+    note = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(note) == 1 and "SAV" in note[0] and "`attn_heads`" in note[0] and str(copy) in note[0], note
+    methods = {r["method"] for r in leaderboard.run_evaluations(db, run_id)}
     assert "sav" not in methods and "sn" in methods
+    search(str(copy), db=db, progress=False, sav=False, reuse=False)  # --no-sav: asked not to, nothing to say
+    assert "SAV" not in capsys.readouterr().err
+
+
+def test_sav_on_a_store_without_the_attn_site(tmp_path, capsys):
+    """`sn search --sav` is refused in one line naming the missing site; unasked, such a store has nothing to say
+    (SAV is not its kind of baseline)."""
+    from sn_store import search
+
+    store, _ = masked_store(tmp_path / "resid-only.zarr", attn_site=False)
+    db = tmp_path / "sn.duckdb"
+    res = subprocess.run([sys.executable, "-m", "sn_store", "search", "--store", store, "--db", str(db), "--sav"],
+                         capture_output=True, text=True)
+    assert res.returncode != 0 and res.stdout == ""
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
+    assert "SAV needs the `attn` site" in lines[0] and "--sites" in lines[0] and "resid-only.zarr" in lines[0]
+    with pytest.raises(SnError, match="`attn` site"):
+        fit_sav(store)
+    run_id = search(store, db=str(db), progress=False)
+    assert "SAV" not in capsys.readouterr().err
+    assert "sav" not in {r["method"] for r in leaderboard.run_evaluations(str(db), run_id)}
