@@ -5,6 +5,7 @@ so workers never receive activations through the scheduler."""
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import dask
@@ -125,9 +126,10 @@ def search(store: str, mode: str = "exact", *, n_grid: int = 61, dask_address: s
     """Search every neuron of `store`, evaluate the model, the best SN, the top-k ensemble and the SAV baseline,
     and write it all to the DuckDB leaderboard in one transaction. Returns the run id.
 
-    `sav`: None runs SAV when the store allows it (an `attn` site and `attn_heads`), True requires it, False
-    skips it. `reuse`: a store whose very contents were searched with the same settings already gets that run's
-    id back (`finished_run`) instead of a second identical run."""
+    `sav`: None runs SAV when the store allows it (an `attn` site and `attn_heads`; a store with the site that
+    cannot says why in one line on stderr), True requires it, False skips it. `reuse`: a store whose very contents
+    were searched with the same settings already gets that run's id back (`finished_run`) instead of a second
+    identical run."""
     from .evaluate import evaluate_run
     from .leaderboard import write_run
 
@@ -180,4 +182,6 @@ def _sav_wanted(store: zstore.StoreReader, wanted: bool | None, n_heads: int) ->
     refusal = sav_refusal(store)
     if refusal and wanted:
         raise SnError(refusal)
+    if refusal and "attn" in store.sites:  # it looks as if it could: say why not (without attn: nothing to say)
+        print(f"note: no SAV baseline: {refusal}", file=sys.stderr, flush=True)
     return refusal is None

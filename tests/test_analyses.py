@@ -107,9 +107,11 @@ def test_probe_size_curve(sn_tiny_run, sn_tiny_store):
         pred = (polarity * (neuron_values(sn_tiny_store, site, layer, index) - threshold) > 0)[ev]
         truth = y[ev] == 1
         tp = np.sum(pred & truth)
+        fp, fn = np.sum(pred & ~truth), np.sum(~pred & truth)
         assert r["acc"] == pytest.approx(np.mean(pred == truth), abs=1e-6)
         assert r["precision"] == pytest.approx(tp / max(pred.sum(), 1), abs=1e-6)
         assert r["recall"] == pytest.approx(tp / truth.sum(), abs=1e-6)
+        assert r["f1"] == pytest.approx(2 * tp / max(2 * tp + fp + fn, 1), abs=1e-6)  # the harmonic mean, from counts
     model = next(r for r in table if r["method"] == "model")
     assert model["acc"] == pytest.approx(np.mean(model_pred[ev] == y[ev]), abs=1e-6)
     with pytest.raises(SnError, match="probe sizes"):
@@ -183,13 +185,22 @@ def test_cli_transfer(sn_tiny_run, sn_tiny_store):
     assert res.returncode == 1 and "no activation store" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
-def test_write_figures_pngs(sn_tiny_run, tmp_path):
+def test_write_figures_pngs(sn_tiny_run, sn_tiny_store, tmp_path):
+    import duckdb
     from PIL import Image
 
-    db, run_id = sn_tiny_run
+    shared_db, run_id = sn_tiny_run
+    db = tmp_path / "own.duckdb"  # a copy: the transfer recorded here must not reach the other tests' database
+    shutil.copy(shared_db, db)
+    con = duckdb.connect(str(db))
+    con.execute("DELETE FROM transfers")  # whatever other tests recorded: this test stands on its own
+    con.close()
+    assert len(analyses.transfers(db, run_id)) == 0
+    analyses.transfer(db, run_id, sn_tiny_store)  # the transfer figure is drawn from recorded transfers only
+    assert len(analyses.transfers(db, run_id)) > 0
     figs = analyses.write_figures(db, run_id, tmp_path)
     names = {f.name for f in figs}
-    assert {"threshold_curve", "layer_counts", "agreement", "probe_size", "prompt_robustness"} <= names
+    assert {"threshold_curve", "layer_counts", "agreement", "probe_size", "prompt_robustness", "transfer"} <= names
     for f in figs:
         assert f.png == tmp_path / f"{f.name}.png" and f.table.num_rows > 0
         with Image.open(f.png) as im:

@@ -24,6 +24,9 @@ from sn_store.store import StoreReader
 from tests.conftest import adapter, small_spec
 
 FAMILIES = sorted(registered())
+# Families whose number of image tokens follows the image's size (dynamic resolution, any-resolution tiling), written
+# out here from the families' papers rather than read from the adapters. The others give every image the same count.
+VARIABLE_IMAGE_TOKENS = {"llava_next", "llava_onevision", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "internvl"}
 
 
 def site_modules(layer) -> dict[str, str]:
@@ -76,6 +79,14 @@ def record(ad, images, questions, ids) -> tuple[np.ndarray, np.ndarray]:
         return capture.run(ad.to_device(ad.build_inputs(images, questions)), ids)
 
 
+def image_token_counts(ad, images, questions) -> list[int]:
+    """Image tokens per row of the batch the adapter builds: the config's image-token id counted in `input_ids`."""
+    config = ad.model.config
+    token = next(v for v in (getattr(config, "image_token_id", None), getattr(config, "image_token_index", None))
+                 if v is not None)
+    return (ad.build_inputs(images, questions)["input_ids"] == token).sum(1).tolist()
+
+
 def as_float16(x):
     return np.asarray(x, dtype=np.float16).astype(np.float32)
 
@@ -86,6 +97,13 @@ def test_sites_and_answer_match_an_independent_forward_at_batch_1_and_7(model_ty
     images, questions = samples(ad.multi_image)
     ids = ad.verbalizer_ids(["No", "Yes"])
     widths = [ad.site_width(s) for s in SITES]
+    counts = image_token_counts(ad, images, questions)
+    assert all(c > 0 for c in counts), counts  # every row holds its image(s)
+    single = counts[:6]  # the samples with one image each (the seventh may hold two)
+    if model_type in VARIABLE_IMAGE_TOKENS:  # the batch really mixes image-token counts, not only image sizes
+        assert len(set(single)) > 1, f"{model_type}: one image-token count for every image size: {counts}"
+    else:
+        assert len(set(single)) == 1, f"{model_type}: image tokens vary with the size ({counts}): list it above"
     one = [record(ad, [im], [q], ids) for im, q in zip(images, questions)]
     seven_acts, seven_logits = record(ad, images, questions, ids)
     for j, (im, q) in enumerate(zip(images, questions)):
@@ -104,27 +122,98 @@ def test_sites_and_answer_match_an_independent_forward_at_batch_1_and_7(model_ty
         assert seven_logits[j].argmax() == want_logits.argmax() or np.ptp(want_logits) < 1e-4
 
 
-@pytest.mark.parametrize("model_type", FAMILIES)
-def test_artifact_equals_the_store_and_holds_nothing_past_its_exit(model_type, tmp_path):
-    ad = adapter(registered()[model_type].tiny_name)
-    ds = load_dataset(small_spec(n=16))
-    store = extract(ad, ds, store=str(tmp_path / "s.zarr"), layers="0-1", batch_size=5, progress=False)
-    db = str(tmp_path / "sn.duckdb")
-    run = search(store, db=db, ensemble_k=3, progress=False)
-    out = export(run, tmp_path / "art", ensemble=3, db=db)  # export itself checks the eval split
-    clf = EarlyExitClassifier.load(out, device="cpu")
-    got = clf.predict_indices([s.load_image() for s in ds.samples], [s.question for s in ds.samples], batch_size=3)
-    want = sn_predictions(StoreReader(store), clf.neurons)  # the store's classifier
-    np.testing.assert_array_equal(got, want)  # every sample, both splits, another batch size
+@pytest.fixture(scope="module")
+def family_runs(tmp_path_factory):
+    """Per family, once: a store of layers 0-1 of its tiny model on 16 samples, and its search."""
+    done = {}
 
-    exit_layer = max(n.layer for n in clf.neurons)
+    def get(model_type: str) -> dict:
+        if model_type not in done:
+            tmp = tmp_path_factory.mktemp(model_type)
+            ad = adapter(registered()[model_type].tiny_name)
+            ds = load_dataset(small_spec(n=16))
+            store = extract(ad, ds, store=str(tmp / "s.zarr"), layers="0-1", batch_size=5, progress=False)
+            db = str(tmp / "sn.duckdb")
+            done[model_type] = {"ad": ad, "ds": ds, "store": store, "db": db, "tmp": tmp,
+                                "run": search(store, db=db, ensemble_k=3, progress=False)}
+        return done[model_type]
+
+    return get
+
+
+def decoder_layer_keys(names, layer: int) -> set[str]:
+    """The names inside text decoder layer `layer`, as `<what>` of `...language_model.layers.<layer>.<what>`
+    (`text_model` in Idefics3/SmolVLM; the vision towers' layers are not the decoder's)."""
+    mark = f".layers.{layer}."
+    return {k.split(mark, 1)[1] for k in names if mark in k and ("language_model" in k or "text_model" in k)}
+
+
+def check_holds_nothing_past_its_exit(ad, out, neurons) -> None:
+    """Layers past the exit, the final norm and the LM head are absent; inside the exit layer, what comes after the
+    deepest site it is read at: a resid neuron keeps the whole layer, an mlp neuron nothing of `down_proj` (and only
+    its own rows of the projections into the MLP), an attn neuron neither `o_proj` nor the MLP."""
+    exit_layer = max(n.layer for n in neurons)
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         keys = list(f.keys())
+        mark = f".layers.{max(n.layer for n in neurons)}."
+        shapes = {k.split(mark, 1)[1]: f.get_slice(k).get_shape() for k in keys  # in the exit layer, by suffix
+                  if mark in k and ("language_model" in k or "text_model" in k)}
     layer_ids = {int(k.split(".layers.")[1].split(".")[0]) for k in keys
                  if ".layers." in k and ("language_model" in k or "text_model" in k)}
     assert layer_ids == set(range(exit_layer + 1))
     assert not any(k.startswith("lm_head") or k.endswith(("language_model.norm.weight", "text_model.norm.weight"))
                    for k in keys)
+    full = decoder_layer_keys([n for n, _ in ad.model.named_parameters()], exit_layer)  # the untouched layer
+    last = decoder_layer_keys(keys, exit_layer)
+    assert last <= full
+    sites = {n.site for n in neurons if n.layer == exit_layer}
+    attn = "self_attn" if any(k.startswith("self_attn.") for k in full) else "cross_attn"  # mllama's cross layers
+    if "resid" in sites:
+        assert last == full, f"exit layer {exit_layer} lacks {sorted(full - last)}"
+    elif "mlp" in sites:
+        rows = len({n.index for n in neurons if n.layer == exit_layer and n.site == "mlp"})
+        assert not any("down_proj" in k for k in last), sorted(last)
+        into_mlp = [k for k in last if k in ("mlp.gate_proj.weight", "mlp.up_proj.weight")]
+        assert into_mlp and all(shapes[k][0] == rows for k in into_mlp)  # only the exported neurons' rows
+        assert any(k.startswith(f"{attn}.o_proj.") for k in last)  # the MLP's input needs the attention's output
+    else:
+        assert sites == {"attn"}
+        assert not any("o_proj" in k or k.startswith("mlp.") for k in last), sorted(last)
+        assert {f"{attn}.{p}.weight" for p in ("q_proj", "k_proj", "v_proj")} <= last
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_artifact_equals_the_store_and_holds_nothing_past_its_exit(model_type, family_runs):
+    r = family_runs(model_type)
+    ds = r["ds"]
+    out = export(r["run"], r["tmp"] / "art", ensemble=3, db=r["db"])  # export itself checks the eval split
+    clf = EarlyExitClassifier.load(out, device="cpu")
+    got = clf.predict_indices([s.load_image() for s in ds.samples], [s.question for s in ds.samples], batch_size=3)
+    want = sn_predictions(StoreReader(r["store"]), clf.neurons)  # the store's classifier
+    np.testing.assert_array_equal(got, want)  # every sample, both splits, another batch size
+    check_holds_nothing_past_its_exit(r["ad"], out, clf.neurons)
+
+
+@pytest.mark.parametrize("site", SITES)
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_one_neuron_artifact_of_each_site_stops_inside_its_exit_layer(model_type, site, family_runs):
+    """The best neuron of `site` in layer 1 (the store's last): the exit layer's tail, for this site's rule."""
+    import duckdb
+
+    r = family_runs(model_type)
+    con = duckdb.connect(r["db"], read_only=True)
+    try:
+        (index,) = con.execute("SELECT neuron FROM top_neurons WHERE run_id = ? AND site = ? AND layer = 1 AND "
+                               "polarity != 0 ORDER BY rank LIMIT 1", [r["run"], site]).fetchone()
+    finally:
+        con.close()
+    out = export(r["run"], r["tmp"] / f"art-{site}", neuron=f"{site}:1:{index}", db=r["db"])
+    clf = EarlyExitClassifier.load(out, device="cpu")
+    assert [(n.site, n.layer, n.index) for n in clf.neurons] == [(site, 1, index)]
+    ds = r["ds"]
+    got = clf.predict_indices([s.load_image() for s in ds.samples], [s.question for s in ds.samples], batch_size=4)
+    np.testing.assert_array_equal(got, sn_predictions(StoreReader(r["store"]), clf.neurons))
+    check_holds_nothing_past_its_exit(r["ad"], out, clf.neurons)
 
 
 def test_the_nine_families_are_registered_and_listed():
