@@ -216,6 +216,8 @@ def read_instaorder(spec: DatasetSpec, params: InstaOrderParams) -> Rows:
             raise SnError(f"dataset {spec.name}: {where}: {what} not in the COCO instances file")
         rels = _relations(spec, rec.get(params.task), where)
         path = images / files[rec["image_id"]]
+        if not path.is_file():  # here, where the record is known; the sample id alone would not name the image's record
+            raise SnError(f"dataset {spec.name}: {where}: image file {path} not found")
         for a, b in combinations(range(len(ids)), 2):
             answer = depth_answer(rels, a, b) if params.task == "depth" else occlusion_answer(rels, a, b)
             if answer is None:

@@ -136,3 +136,61 @@ def test_image_field_may_name_a_list_column(tmp_path, rows):
     assert s.image[1] == tmp_path / multi[int(s.id[1:])]["image"][1]
     with pytest.raises(SnError, match=rf"sample {s.id}: has 2 images"):
         s.load_image()
+
+
+# --- the benchmarks' own inputs ----------------------------------------------------------------------------------
+def one_line(exc_info) -> str:
+    text = str(exc_info.value)
+    assert "\n" not in text
+    return text
+
+
+def vlmevalkit_spec(path):
+    return parse_spec({"name": "mm", "format": "vlmevalkit", "source": str(path), "classes": list("ABCD")}, "mm")
+
+
+@pytest.mark.parametrize("column", ["question", "answer", "index"])
+def test_vlmevalkit_tsv_without_a_required_column_names_it(bench, tmp_path, column):
+    from .fixtures import write_tsv
+
+    write_tsv(tmp_path / "mm.tsv", [{k: v for k, v in r.items() if k != column} for r in bench.data["mcq"]])
+    with pytest.raises(SnError) as err:
+        load_dataset(vlmevalkit_spec(tmp_path / "mm.tsv"))
+    assert f"mm.tsv has no column {column!r}" in one_line(err)
+
+
+def test_vlmevalkit_pointer_to_no_row_names_the_line(bench, tmp_path):
+    from .fixtures import write_tsv
+
+    rows = [dict(r) for r in bench.data["mcq"]]
+    assert len(rows[5]["image"]) <= 64  # a pointer row of the fixture
+    rows[5]["image"] = "999"
+    write_tsv(tmp_path / "mm.tsv", rows)
+    with pytest.raises(SnError) as err:
+        load_dataset(vlmevalkit_spec(tmp_path / "mm.tsv"))
+    assert "mm.tsv line 7 (index 5): image '999' names no row with an image" in one_line(err)
+
+
+def test_missing_instaorder_image_names_the_record_and_file(bench, tmp_path):
+    import shutil
+
+    shutil.copytree(bench.instaorder, tmp_path / "io")
+    (tmp_path / "io" / "val2017" / "000000001003.jpg").unlink()
+    with pytest.raises(SnError) as err:
+        load_dataset("instaorder-occlusion", source=str(tmp_path / "io"))
+    assert "InstaOrder record 2 (image 1003): image file " in one_line(err)
+    assert str(tmp_path / "io" / "val2017" / "000000001003.jpg") in str(err.value)
+
+
+@pytest.mark.parametrize("field", ["image_filename", "question"])
+def test_missing_clevr_field_names_the_question(bench, tmp_path, field):
+    import shutil
+
+    shutil.copytree(bench.clevr, tmp_path / "clevr")
+    path = tmp_path / "clevr" / "questions" / "CLEVR_val_questions.json"
+    data = json.loads(path.read_text())
+    del data["questions"][4][field]
+    path.write_text(json.dumps(data))
+    with pytest.raises(SnError) as err:
+        load_dataset("clevr-yesno", source=str(tmp_path / "clevr"))
+    assert f"question 4 of CLEVR_val_questions.json: missing field {field!r}" in one_line(err)
