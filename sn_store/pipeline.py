@@ -80,9 +80,7 @@ def probe_status(config: ProbeConfig, ds: Dataset) -> tuple[bool, str]:
 
 
 def dataset_for(config: ProbeConfig) -> Dataset:
-    spec = resolve_spec(config.dataset, config.source)
-    sizes = {k: v for k, v in (("probe_size", config.probe_size), ("eval_size", config.eval_size)) if v is not None}
-    return load_dataset(spec.model_copy(update=sizes) if sizes else spec)
+    return load_dataset(resolve_spec(config.dataset, config.source).with_sizes(config.probe_size, config.eval_size))
 
 
 def finished_search(store: str, config: ProbeConfig) -> str | None:

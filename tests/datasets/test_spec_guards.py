@@ -194,3 +194,25 @@ def test_missing_clevr_field_names_the_question(bench, tmp_path, field):
     with pytest.raises(SnError) as err:
         load_dataset("clevr-yesno", source=str(tmp_path / "clevr"))
     assert f"question 4 of CLEVR_val_questions.json: missing field {field!r}" in one_line(err)
+
+
+def test_probe_size_override_replaces_probe_per_class(bench, tmp_path):
+    """`--probe-size` (ProbeConfig.probe_size) over a spec with probe_per_class: the override wins, validated."""
+    from sn_store.pipeline import ProbeConfig, dataset_for
+
+    spec = tmp_path / "pope-few.yaml"
+    spec.write_text(yaml.safe_dump({**resolve_spec("pope").public_dict(), "name": "pope-few", "probe_per_class": 3}))
+    config = ProbeConfig(dataset=str(spec), source=str(bench.pope))
+    assert dataset_for(config).split.count("probe") == 6  # the spec's own: 3 per class
+    ds = dataset_for(config.model_copy(update={"probe_size": 10, "eval_size": 4}))
+    assert Counter(ds.split) == {"probe": 10, "eval": 4}
+    assert ds.spec.probe_size == 10 and ds.spec.probe_per_class is None
+    kept = dataset_for(config.model_copy(update={"eval_size": 4}))  # eval alone leaves the per-class draw alone
+    assert Counter(kept.split) == {"probe": 6, "eval": 4}
+
+
+def test_size_overrides_are_validated(bench):
+    spec = resolve_spec("pope", str(bench.pope))
+    with pytest.raises(SnError, match=r"dataset pope: probe_size: Input should be greater than or equal to 1"):
+        spec.with_sizes(probe_size=0)
+    assert spec.with_sizes() is spec
