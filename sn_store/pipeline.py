@@ -35,6 +35,8 @@ class ProbeConfig(BaseModel):
     mode: Literal["exact", "grid"] = "exact"
     ensemble_k: int = Field(5, ge=1, description="Neurons per class in the majority-vote ensemble")
     export_ensemble: int = Field(1, ge=1, description="Neurons per class in the exported early-exit artifact")
+    speedup_repeats: int = Field(7, ge=1, description="Interleaved timings of the early exit against `generate` "
+                                 "(fewer: a quicker, noisier speed-up)")
     dask_address: str | None = Field(None, description="dask.distributed scheduler; empty: local threads")
     db: str | None = Field(None, description="DuckDB file; empty: $SN_HOME/sn.duckdb")
 
