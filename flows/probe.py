@@ -88,7 +88,7 @@ def export_stage(config: ProbeConfig, run_id: str) -> str:
 def evaluate_stage(config: ProbeConfig, artifact: str, store: str, ds: Dataset) -> dict:
     clf = EarlyExitClassifier.load(artifact)
     images, questions = eval_samples(store, ds, n=min(8, config.batch_size))
-    speed = measure_speedup(clf, sn_store.load_model(config.model), images, questions)
+    speed = measure_speedup(clf, sn_store.load_model(config.model), images, questions, repeats=config.speedup_repeats)
     set_speedup(config.db, str(Path(artifact).resolve()), speed)
     return {**speed, "exit_layer": clf.plan.exit_layer}
 

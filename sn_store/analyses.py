@@ -184,6 +184,8 @@ def probe_size_curve(db, run_id: str, sizes: list[int] | None = None, seeds: int
     y, split = _labels(group)
     probe, ev, k = split == "probe", split == "eval", len(run["classes"])
     positive, allowed = group.positive_index, group.class_mask
+    if sizes is None and probe.sum() < k:  # no subset has a sample of each class: no curve (the report leaves it out)
+        return pa.Table.from_pylist([], schema=_SIZE_SCHEMA)
     sizes = sorted(set(sizes or default_sizes(int(probe.sum()), k)))
     if sizes[0] < k or sizes[-1] > probe.sum():
         raise SnError(f"probe sizes must lie in {k}..{int(probe.sum())} (the probe split), got {sizes}")

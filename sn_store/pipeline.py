@@ -35,6 +35,8 @@ class ProbeConfig(BaseModel):
     mode: Literal["exact", "grid"] = "exact"
     ensemble_k: int = Field(5, ge=1, description="Neurons per class in the majority-vote ensemble")
     export_ensemble: int = Field(1, ge=1, description="Neurons per class in the exported early-exit artifact")
+    speedup_repeats: int = Field(7, ge=1, description="Interleaved timings of the early exit against `generate` "
+                                 "(fewer: a quicker, noisier speed-up)")
     dask_address: str | None = Field(None, description="dask.distributed scheduler; empty: local threads")
     db: str | None = Field(None, description="DuckDB file; empty: $SN_HOME/sn.duckdb")
 
@@ -80,9 +82,7 @@ def probe_status(config: ProbeConfig, ds: Dataset) -> tuple[bool, str]:
 
 
 def dataset_for(config: ProbeConfig) -> Dataset:
-    spec = resolve_spec(config.dataset, config.source)
-    sizes = {k: v for k, v in (("probe_size", config.probe_size), ("eval_size", config.eval_size)) if v is not None}
-    return load_dataset(spec.model_copy(update=sizes) if sizes else spec)
+    return load_dataset(resolve_spec(config.dataset, config.source).with_sizes(config.probe_size, config.eval_size))
 
 
 def finished_search(store: str, config: ProbeConfig) -> str | None:

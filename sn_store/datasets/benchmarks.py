@@ -25,12 +25,17 @@ def options_text(choices: list[str]) -> str:
     return "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
 
 
-def hub_format(name: str):
-    """Register a format reading hub rows (any of `hub_rows`' sources) through `convert(row, index, params)`."""
+Release = Callable[[DatasetSpec, SplitParams], Rows | None]
+
+
+def hub_format(name: str, release: Release | None = None):
+    """Register a format reading hub rows (any of `hub_rows`' sources) through `convert(row, index, params)`;
+    `release(spec, params)` gives the rows of the original release instead when the source is one (else None)."""
 
     def deco(convert: Callable[[dict, int, SplitParams], dict]):
         def read(spec: DatasetSpec, params: SplitParams) -> Rows:
-            rows = hub_rows(spec, params)
+            rows = release(spec, params) if release else None
+            rows = hub_rows(spec, params) if rows is None else rows
             out = []
             for i, row in enumerate(rows):
                 try:
@@ -47,7 +52,50 @@ def hub_format(name: str):
     return deco
 
 
-@hub_format("pope")
+POPE_CATEGORIES = ("adversarial", "popular", "random")
+POPE_IMAGES = ("val2014", "images/val2014", "images", ".")  # where COCO val2014 may sit beside the question files
+
+
+def pope_release(spec: DatasetSpec, params: SplitParams) -> Rows | None:
+    """RUCAIBox/POPE's files (`coco_pope_<category>.json`, JSON lines `{question_id, image, text, label}`, at the
+    source or in `output/coco/`) as hub rows, the images from COCO val2014 beside them; `test` is all three
+    categories, as in the hub's default config. None: the source is not such a folder."""
+    root = spec.resolve(spec.source)
+    if not root.is_dir():
+        return None
+    folder = next((f for f in (root, root / "output" / "coco") if any(f.glob("coco_pope_*.json"))), None)
+    if folder is None:
+        return None
+    cats = POPE_CATEGORIES if params.split == "test" else (params.split,)
+    files = [folder / f"coco_pope_{c}.json" for c in cats]
+    if not all(f.is_file() for f in files):
+        raise MissingSplit(f"dataset {spec.name}: no {', '.join(f.name for f in files if not f.is_file())} in "
+                           f"{folder} for split {params.split!r}")
+    rows = [row for c, f in zip(cats, files) for row in _pope_lines(spec, f, c)]
+    images = next((root / d for d in POPE_IMAGES if rows and (root / d / rows[0]["image"]).is_file()), None)
+    if images is None:
+        raise SnError(f"dataset {spec.name}: COCO val2014 image {rows[0]['image'] if rows else '?'} not found in "
+                      f"{', '.join(POPE_IMAGES)} under {root}; put (or link) the val2014 folder there")
+    return [{**row, "image": str(images / row["image"])} for row in rows]
+
+
+def _pope_lines(spec: DatasetSpec, path: Path, category: str) -> Rows:
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            q = json.loads(line)
+            rows.append({"category": category, "question_id": q["question_id"], "question": q["text"],
+                         "answer": q["label"], "image": str(q["image"])})
+        except json.JSONDecodeError as exc:
+            raise SnError(f"dataset {spec.name}: {path.name} line {n}: invalid JSON ({exc.msg})") from None
+        except KeyError as exc:
+            raise SnError(f"dataset {spec.name}: {path.name} line {n}: missing field {exc.args[0]!r}") from None
+    return rows
+
+
+@hub_format("pope", release=pope_release)
 def pope(row: dict, i: int, params: SplitParams) -> dict:
     """POPE: `question_id` restarts in each category of the Full config, so the id joins the two."""
     return {"id": f"{row['category']}-{row['question_id']}", "image": row["image"],
@@ -216,6 +264,8 @@ def read_instaorder(spec: DatasetSpec, params: InstaOrderParams) -> Rows:
             raise SnError(f"dataset {spec.name}: {where}: {what} not in the COCO instances file")
         rels = _relations(spec, rec.get(params.task), where)
         path = images / files[rec["image_id"]]
+        if not path.is_file():  # here, where the record is known; the sample id alone would not name the image's record
+            raise SnError(f"dataset {spec.name}: {where}: image file {path} not found")
         for a, b in combinations(range(len(ids)), 2):
             answer = depth_answer(rels, a, b) if params.task == "depth" else occlusion_answer(rels, a, b)
             if answer is None:

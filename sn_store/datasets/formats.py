@@ -39,6 +39,13 @@ class SplitParams(Params):
     split: str = "test"
     config: str | None = None
     revision: str | None = None
+    # Hub ids whose config differs from `config` (None: the default one), e.g. derek-thomas/ScienceQA, which has only
+    # the default config where lmms-lab/ScienceQA names its subset ScienceQA-IMG.
+    hub_configs: dict[str, str | None] = {}
+
+    def for_source(self, source: str) -> SplitParams:
+        """These params with the config that hub id `source` has."""
+        return self.model_copy(update={"config": self.hub_configs[source]}) if source in self.hub_configs else self
 
 
 @dataclass(frozen=True)

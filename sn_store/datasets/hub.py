@@ -7,12 +7,15 @@ columns come back as the `datasets` Image struct `{bytes, path}`, which the data
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
 from ..errors import SnError
 from .formats import MissingSplit, Rows, SplitParams
 from .spec import DatasetSpec
+
+log = logging.getLogger(__name__)
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TWINS = ("lmms-lab/", "lmms-lab-encoder/")  # lmms-eval moved its datasets in 2026; both ids exist in the wild
@@ -86,14 +89,29 @@ def _hub_rows(spec: DatasetSpec, source: str, params: SplitParams) -> Rows:
 
     twin = next((source.replace(a, b, 1) for a, b in (TWINS, TWINS[::-1]) if source.startswith(a)), None)
     try:
-        loaded = _download(source, params)
+        return _download(spec, source, params)
     except datasets.exceptions.DatasetNotFoundError as exc:
         if twin is None:
             raise SnError(_unreachable(spec, source, params, exc)) from None
+        log.info("dataset %s: %s is not on the hub; trying its twin %s", spec.name, source, twin)
         try:
-            loaded = _download(twin, params)
+            return _download(spec, twin, params)
+        except SnError:  # the twin exists but cannot give this split: say so
+            raise
         except Exception:
-            raise SnError(_unreachable(spec, source, params, exc)) from None
+            raise SnError(_unreachable(spec, source, params, exc, also=twin)) from None
+
+
+def _download(spec: DatasetSpec, source: str, params: SplitParams) -> Rows:
+    """The split's rows through `datasets.load_dataset`; a missing dataset raises DatasetNotFoundError (the caller
+    may try the twin id), anything else one line."""
+    import datasets
+
+    params = params.for_source(source)
+    try:
+        loaded = datasets.load_dataset(source, name=params.config, split=params.split, revision=params.revision)
+    except datasets.exceptions.DatasetNotFoundError:
+        raise
     except ValueError as exc:
         if "split" in str(exc).lower():
             raise MissingSplit(f"dataset {spec.name}: {source} has no {split_name(params)} "
@@ -104,17 +122,19 @@ def _hub_rows(spec: DatasetSpec, source: str, params: SplitParams) -> Rows:
     return loaded.with_format("arrow")[:].to_pylist()
 
 
-def _download(source: str, params: SplitParams):
-    import datasets
-
-    return datasets.load_dataset(source, name=params.config, split=params.split, revision=params.revision)
-
-
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
 
 
-def _unreachable(spec: DatasetSpec, source: str, params: SplitParams, exc: Exception) -> str:
-    return (f"dataset {spec.name}: cannot load {source} ({split_name(params)}) from the Hugging Face hub "
-            f"({type(exc).__name__}: {_first_line(exc)}); offline or without access, {LOCAL_COPY}")
+def _unreachable(spec: DatasetSpec, source: str, params: SplitParams, exc: Exception, also: str | None = None) -> str:
+    tried = f"{source} (nor its twin {also})" if also else source
+    return (f"dataset {spec.name}: cannot load {tried} ({split_name(params)}) from the Hugging Face hub "
+            f"({type(exc).__name__}: {_first_line(exc)}) and {_no_folder(spec, source)}; "
+            f"offline or without access, {LOCAL_COPY}")
+
+
+def _no_folder(spec: DatasetSpec, source: str) -> str:
+    """Where a relative source was looked for as a folder: a path like `data/POPE` also reads as a hub id."""
+    places = dict.fromkeys(str(p.resolve()) for p in (Path.cwd(), Path(spec.base_dir)))
+    return f"there is no local folder {source} (looked in {' and '.join(places)})"

@@ -106,6 +106,20 @@ class DatasetSpec(BaseModel):
     def public_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    def with_sizes(self, probe_size: int | None = None, eval_size: int | None = None) -> DatasetSpec:
+        """This spec with the split sizes overridden (None: kept), validated again (`model_copy` is not). An explicit
+        probe_size replaces the spec's probe_per_class: the override is what the user asked for now."""
+        update = {k: v for k, v in (("probe_size", probe_size), ("eval_size", eval_size)) if v is not None}
+        if probe_size is not None:
+            update["probe_per_class"] = None
+        if not update:
+            return self
+        data = {**self.model_dump(), **update, "base_dir": self.base_dir}
+        try:
+            return DatasetSpec(**data)
+        except ValidationError as exc:
+            raise SnError(f"dataset {self.name}: {_format_errors(exc)}") from None
+
     def with_variant(self, variant: PromptVariant) -> DatasetSpec:
         """This spec with the prompt reworded as `variant` says."""
         return self.model_copy(update=variant.model_dump(exclude={"name"}, exclude_none=True))

@@ -53,7 +53,7 @@ def pope_rows(category: str | None, n: int, offset: int = 0) -> list[dict]:
         cat = cats[i % len(cats)]
         rows.append({"id": str(offset + i), "question_id": str(i // len(cats) + 1),
                      "question": f" Is there a {['dog', 'cup', 'car'][i % 3]} in the image? ",
-                     "answer": ["yes", "no"][(i // len(cats)) % 2], "image_source": f"COCO_val2014_{i:012d}",
+                     "answer": ["yes", "no"][(i // len(cats)) % 2], "image_source": f"COCO_val2014_{offset + i:012d}",
                      "image": image_struct(offset + i, f"{i}.jpg"), "category": cat})
     return rows
 
@@ -86,6 +86,21 @@ def scienceqa_rows(n: int, offset: int, text_only_every: int = 0) -> list[dict]:
                      "grade": "grade3", "subject": "natural science", "topic": "t", "category": "c", "skill": "s",
                      "lecture": "", "solution": ""})
     return rows
+
+
+def write_pope_release(root: Path, data: dict) -> None:
+    """RUCAIBox/POPE's layout: `output/coco/coco_pope_<category>.json` (JSON lines) and COCO's `val2014/` images,
+    from the same rows as the hub copy's `Full` config."""
+    (root / "output" / "coco").mkdir(parents=True)
+    (root / "val2014").mkdir()
+    for cat in ("adversarial", "popular", "random"):
+        lines = []
+        for r in data[f"pope-{cat}"]:
+            name = f"{r['image_source']}.jpg"
+            (root / "val2014" / name).write_bytes(r["image"]["bytes"])
+            lines.append(json.dumps({"question_id": int(r["question_id"]), "image": name, "text": r["question"],
+                                     "label": r["answer"]}))
+        (root / "output" / "coco" / f"coco_pope_{cat}.json").write_text("\n".join(lines) + "\n")
 
 
 def write_clevr(root: Path) -> dict:
@@ -163,6 +178,7 @@ def mcq_tsv_rows(n: int) -> list[dict]:
 class Fixtures:
     root: Path
     pope: Path = None
+    pope_release: Path = None
     vizwiz: Path = None
     vizwiz_saved: Path = None
     aokvqa: Path = None
@@ -183,6 +199,8 @@ def build(root: Path) -> Fixtures:
     for j, cat in enumerate(("adversarial", "popular", "random")):
         f.data[f"pope-{cat}"] = pope_rows(cat, 12, offset=100 * (j + 1))
         write_shard(f.pope / "Full" / f"{cat}-00000-of-00001.parquet", f.data[f"pope-{cat}"])
+    f.pope_release = root / "POPE-release"
+    write_pope_release(f.pope_release, f.data)
     f.vizwiz = root / "VizWiz-VQA"
     f.data["vizwiz"] = vizwiz_rows(22)
     write_shard(f.vizwiz / "data" / "val-00000-of-00002.parquet", f.data["vizwiz"][:11])

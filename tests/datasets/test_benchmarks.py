@@ -174,3 +174,40 @@ def test_missing_release_image_names_the_sample(bench, tmp_path):
     spec = resolve_spec("clevr-yesno").model_copy(update={"probe_size": 100, "eval_size": 100})
     with pytest.raises(SnError, match=r"sample val-\d+: image file .*CLEVR_val_000002.png not found"):
         load_dataset(spec, source=str(tmp_path / "clevr"))
+
+
+def samples_of(ds):
+    return [(s.id, s.question, s.label, np.asarray(s.load_image()).tolist()) for s in ds.samples], ds.split
+
+
+@pytest.mark.parametrize("name", ["pope", "pope-random", "pope-popular", "pope-adversarial"])
+def test_pope_original_release_reads_as_the_hub_copy(bench, name):
+    """RUCAIBox/POPE's JSON lines with COCO val2014: the same samples as the hub's Full config (`pope`: all three)."""
+    ds = load_dataset(name, source=str(bench.pope_release))
+    if name == "pope":
+        want = {f"{c}-{r['question_id']}": r for c in ("adversarial", "popular", "random")
+                for r in bench.data[f"pope-{c}"]}
+        assert {s.id for s in ds.samples} == set(want)
+        assert all(ds.spec.classes[s.label] == want[s.id]["answer"] and
+                   s.question == f"{want[s.id]['question'].strip()}\n{SHORT}" for s in ds.samples)
+    else:
+        assert samples_of(ds) == samples_of(load_dataset(name, source=str(bench.pope)))
+    assert all(str(s.image).startswith(str(bench.pope_release / "val2014")) for s in ds.samples)
+
+
+def test_pope_release_errors_name_the_line_and_the_images(bench, tmp_path):
+    import shutil
+
+    shutil.copytree(bench.pope_release, tmp_path / "POPE")
+    path = tmp_path / "POPE" / "output" / "coco" / "coco_pope_random.json"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], lines[1].replace('"label"', '"answer"'), *lines[2:]]))
+    with pytest.raises(SnError, match=r"^dataset pope-random: coco_pope_random.json line 2: missing field 'label'$"):
+        load_dataset("pope-random", source=str(tmp_path / "POPE"))
+    path.write_text("\n".join(lines))
+    shutil.rmtree(tmp_path / "POPE" / "val2014")
+    with pytest.raises(SnError, match=r"COCO val2014 image COCO_val2014_\d+.jpg not found in val2014, "):
+        load_dataset("pope-random", source=str(tmp_path / "POPE"))
+    (tmp_path / "POPE" / "output" / "coco" / "coco_pope_popular.json").unlink()
+    with pytest.raises(SnError, match=r"no coco_pope_popular.json in .* for split 'popular'"):
+        load_dataset("pope-popular", source=str(tmp_path / "POPE"))

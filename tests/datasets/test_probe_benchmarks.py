@@ -1,43 +1,64 @@
-"""Every benchmark spec goes through extract -> search -> export on its fixture with a tiny random VLM (layers 0-1),
-and one goes through `sn probe` (the Prefect flow); ScienceQA's answers and votes stay within each question's
-options."""
+"""Every benchmark spec, a VLMEvalKit TSV spec and an `hf` spec go through the probe flow (Prefect: extract ->
+search -> export, which verifies the artifact on eval -> speed-up -> report) on its fixture with a tiny random VLM
+(layers 0-1, one site, 6 + 6 samples), and `sn probe` parses its command line; ScienceQA's (and the TSV's) answers and
+votes stay within each question's options."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 import zarr
 
-import sn_store
 from sn_store import leaderboard
 from sn_store.datasets import load_dataset, resolve_spec
+from sn_store.datasets.vlmevalkit import import_spec
 from sn_store.evaluate import Neuron, vote_margins
-from sn_store.export import export
-from tests.conftest import adapter
+from sn_store.pipeline import ProbeConfig, dataset_for
 
 SOURCES = {"pope": "pope", "pope-random": "pope", "pope-popular": "pope", "pope-adversarial": "pope",
            "vizwiz": "vizwiz", "aokvqa": "aokvqa", "scienceqa-img": "scienceqa_derek", "clevr-yesno": "clevr",
-           "clevr-count": "clevr", "instaorder-depth": "instaorder", "instaorder-occlusion": "instaorder"}
-VERIFY = {"scienceqa-img", "instaorder-depth", "clevr-count"}  # multi-class ones; the CLI probe verifies a binary one
+           "clevr-count": "clevr", "instaorder-depth": "instaorder", "instaorder-occlusion": "instaorder",
+           "vlmevalkit": "mcq_tsv", "hf": "pope"}
+HF_SPEC = {"name": "hf-pope", "format": "hf", "source": "lmms-lab/POPE", "classes": ["no", "yes"], "id_field": "id",
+           "params": {"config": "Full", "split": "popular"}}
+
+
+def spec_for(name: str, bench, tmp_path: Path) -> str:
+    """A built-in name, or a spec file written here for the imports (the TSV's as `sn datasets import` writes it)."""
+    made = {"vlmevalkit": lambda: import_spec(bench.mcq_tsv, "mmtest"), "hf": lambda: HF_SPEC}
+    if name not in made:
+        return name
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(made[name]()))
+    return str(path)
 
 
 @pytest.mark.parametrize("name", list(SOURCES))
-def test_extract_search_export(bench, tmp_path, name):
-    spec = resolve_spec(name)
-    ds = load_dataset(spec.model_copy(update={"probe_size": 12, "eval_size": 12 if spec.probe_split else None}),
-                      source=str(getattr(bench, SOURCES[name])))
-    db = str(tmp_path / "sn.duckdb")
-    store = sn_store.extract(adapter("tiny-llava"), ds, store=str(tmp_path / "s.zarr"), layers="0-1",
-                             sites=["resid"], batch_size=16, progress=False)
-    group = zarr.open_group(store, mode="r")
+def test_probe_flow(bench, tmp_path, prefect_server, name):
+    from sn_store.flows.probe import probe
+
+    source = str(getattr(bench, SOURCES[name]))
+    config = ProbeConfig(model="tiny-llava", dataset=spec_for(name, bench, tmp_path), source=source, layers="0-1",
+                         sites=["resid"], probe_size=6, eval_size=6, batch_size=8, ensemble_k=3, speedup_repeats=1,
+                         db=str(tmp_path / "sn.duckdb"))
+    result = probe(config)
+    ds = dataset_for(config)
+    group = zarr.open_group(result["store"], mode="r")
     assert group.attrs["dataset"]["skipped"] == ds.skipped
-    assert group.attrs["dataset"]["spec"]["source"] == str(getattr(bench, SOURCES[name]))
-    run = sn_store.search(store, db=db, ensemble_k=3, progress=False)
-    assert leaderboard.top(db, run, 1).num_rows >= 1
-    path = export(run, tmp_path / "artifact", db=db, verify=name in VERIFY)  # runs the artifact on eval
-    assert (path / "manifest.json").is_file()
+    assert group.attrs["dataset"]["spec"]["source"] == source
+    assert group.attrs["dataset"]["content_hash"] == ds.content_hash
+    runs = leaderboard.query(config.db, "SELECT run_id, dataset, dataset_hash FROM runs").to_pylist()
+    assert runs == [{"run_id": result["run_id"], "dataset": ds.spec.name, "dataset_hash": ds.content_hash}]
+    assert leaderboard.top(config.db, result["run_id"], 1).num_rows >= 1
+    assert (Path(result["artifact"]) / "manifest.json").is_file() and Path(result["report"]).is_file()
+    early = leaderboard.query(config.db, "SELECT acc FROM evaluations WHERE method = 'early_exit' AND split = "
+                                         "'eval'").to_pylist()
+    assert len(early) == 1 and 0 <= early[0]["acc"] <= 1  # the export ran the artifact on eval (verify)
     if ds.class_mask is not None:
-        check_options(group, ds, db, run)
+        check_options(group, ds, config.db, result["run_id"])
 
 
 def check_options(group, ds, db, run):
@@ -83,7 +104,7 @@ def test_sn_probe_cli_on_a_local_copy(bench, tmp_path, prefect_server):
     runs = leaderboard.query(db, "SELECT dataset, dataset_hash FROM runs").to_pylist()
     assert [r["dataset"] for r in runs] == ["pope-random"]
     assert runs[0]["dataset_hash"] == load_dataset(
-        resolve_spec("pope-random", str(bench.pope)).model_copy(update={"probe_size": 6, "eval_size": 6})).content_hash
+        resolve_spec("pope-random", str(bench.pope)).with_sizes(6, 6)).content_hash
 
 
 def test_sn_extract_cli_takes_source(bench, tmp_path):

@@ -136,3 +136,83 @@ def test_image_field_may_name_a_list_column(tmp_path, rows):
     assert s.image[1] == tmp_path / multi[int(s.id[1:])]["image"][1]
     with pytest.raises(SnError, match=rf"sample {s.id}: has 2 images"):
         s.load_image()
+
+
+# --- the benchmarks' own inputs ----------------------------------------------------------------------------------
+def one_line(exc_info) -> str:
+    text = str(exc_info.value)
+    assert "\n" not in text
+    return text
+
+
+def vlmevalkit_spec(path):
+    return parse_spec({"name": "mm", "format": "vlmevalkit", "source": str(path), "classes": list("ABCD")}, "mm")
+
+
+@pytest.mark.parametrize("column", ["question", "answer", "index"])
+def test_vlmevalkit_tsv_without_a_required_column_names_it(bench, tmp_path, column):
+    from .fixtures import write_tsv
+
+    write_tsv(tmp_path / "mm.tsv", [{k: v for k, v in r.items() if k != column} for r in bench.data["mcq"]])
+    with pytest.raises(SnError) as err:
+        load_dataset(vlmevalkit_spec(tmp_path / "mm.tsv"))
+    assert f"mm.tsv has no column {column!r}" in one_line(err)
+
+
+def test_vlmevalkit_pointer_to_no_row_names_the_line(bench, tmp_path):
+    from .fixtures import write_tsv
+
+    rows = [dict(r) for r in bench.data["mcq"]]
+    assert len(rows[5]["image"]) <= 64  # a pointer row of the fixture
+    rows[5]["image"] = "999"
+    write_tsv(tmp_path / "mm.tsv", rows)
+    with pytest.raises(SnError) as err:
+        load_dataset(vlmevalkit_spec(tmp_path / "mm.tsv"))
+    assert "mm.tsv line 7 (index 5): image '999' names no row with an image" in one_line(err)
+
+
+def test_missing_instaorder_image_names_the_record_and_file(bench, tmp_path):
+    import shutil
+
+    shutil.copytree(bench.instaorder, tmp_path / "io")
+    (tmp_path / "io" / "val2017" / "000000001003.jpg").unlink()
+    with pytest.raises(SnError) as err:
+        load_dataset("instaorder-occlusion", source=str(tmp_path / "io"))
+    assert "InstaOrder record 2 (image 1003): image file " in one_line(err)
+    assert str(tmp_path / "io" / "val2017" / "000000001003.jpg") in str(err.value)
+
+
+@pytest.mark.parametrize("field", ["image_filename", "question"])
+def test_missing_clevr_field_names_the_question(bench, tmp_path, field):
+    import shutil
+
+    shutil.copytree(bench.clevr, tmp_path / "clevr")
+    path = tmp_path / "clevr" / "questions" / "CLEVR_val_questions.json"
+    data = json.loads(path.read_text())
+    del data["questions"][4][field]
+    path.write_text(json.dumps(data))
+    with pytest.raises(SnError) as err:
+        load_dataset("clevr-yesno", source=str(tmp_path / "clevr"))
+    assert f"question 4 of CLEVR_val_questions.json: missing field {field!r}" in one_line(err)
+
+
+def test_probe_size_override_replaces_probe_per_class(bench, tmp_path):
+    """`--probe-size` (ProbeConfig.probe_size) over a spec with probe_per_class: the override wins, validated."""
+    from sn_store.pipeline import ProbeConfig, dataset_for
+
+    spec = tmp_path / "pope-few.yaml"
+    spec.write_text(yaml.safe_dump({**resolve_spec("pope").public_dict(), "name": "pope-few", "probe_per_class": 3}))
+    config = ProbeConfig(dataset=str(spec), source=str(bench.pope))
+    assert dataset_for(config).split.count("probe") == 6  # the spec's own: 3 per class
+    ds = dataset_for(config.model_copy(update={"probe_size": 10, "eval_size": 4}))
+    assert Counter(ds.split) == {"probe": 10, "eval": 4}
+    assert ds.spec.probe_size == 10 and ds.spec.probe_per_class is None
+    kept = dataset_for(config.model_copy(update={"eval_size": 4}))  # eval alone leaves the per-class draw alone
+    assert Counter(kept.split) == {"probe": 6, "eval": 4}
+
+
+def test_size_overrides_are_validated(bench):
+    spec = resolve_spec("pope", str(bench.pope))
+    with pytest.raises(SnError, match=r"dataset pope: probe_size: Input should be greater than or equal to 1"):
+        spec.with_sizes(probe_size=0)
+    assert spec.with_sizes() is spec
