@@ -132,19 +132,48 @@ def _evaluation_rows(run_id: str, evaluations: list[dict], artifact_id: str | No
 
 
 @contextmanager
-def _transaction(db_path):
-    """A read-write connection inside one transaction: committed on success, rolled back on any error."""
-    con = connect(db_path)
-    try:
-        con.begin()
+def _writers_one_at_a_time(path: Path):
+    """An exclusive `flock` on `.NAME.writer` beside the database for the whole open-write-checkpoint-close of one
+    writer, so that no other sn_store writer opens the file until this one's changes are in it (DuckDB's own lock
+    is taken and retried per connect; a run that four processes wrote at once was once missing its rows)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.writer"), "a") as f:
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SnError(f"the database {path} stayed locked by another writer for "
+                                  f"{LOCK_TIMEOUT_S:.0f} s") from None
+                time.sleep(random.uniform(0.01, 0.05))
         try:
-            yield con
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
-    finally:
-        con.close()
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _transaction(db_path):
+    """A read-write connection inside one transaction: committed and checkpointed into the file on success, rolled
+    back on any error; one sn_store writer at a time."""
+    path = Path(db_path) if db_path is not None else default_db_path()
+    with _writers_one_at_a_time(path):
+        con = connect(path)
+        try:
+            con.begin()
+            try:
+                yield con
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+            con.execute("CHECKPOINT")  # into the database file before the next writer opens it
+        finally:
+            con.close()
 
 
 def _insert_evaluations(con, rows: list[list]) -> None:
@@ -188,7 +217,20 @@ def write_run(db_path, run: dict, neurons: pa.Table, evaluations: list[dict] = (
         raise SnError(f"run id {row['run_id']!r} is already in the database") from exc
     except duckdb.Error as exc:
         raise SnError(f"could not store run {row['run_id']!r}: {exc}") from exc
+    _check_written(db_path, row["run_id"], neuron_table.num_rows)
     return row["run_id"]
+
+
+def _check_written(db_path, run_id: str, n_neurons: int) -> None:
+    """Read the committed run back through a new connection: a run is reported only once its rows are there."""
+    con = connect(db_path, read_only=True)
+    try:
+        (found,) = con.execute("SELECT count(*) FROM neurons WHERE run_id = ?", [run_id]).fetchone()
+    finally:
+        con.close()
+    if found != n_neurons:
+        raise SnError(f"run {run_id!r} was committed but {found} of its {n_neurons} neuron rows are in the database "
+                      f"{db_path}; search again")
 
 
 def _latest(con) -> str:

@@ -141,3 +141,38 @@ def test_export_errors(run):
     with pytest.raises(SnError, match="unknown run id"):
         export("nope", run["tmp"] / "x", db=run["db"])
     assert not (run["tmp"] / "x").exists()
+
+
+def test_speedup_warms_up_then_takes_the_median_of_interleaved_rounds(run, monkeypatch):
+    """A real artifact against the real model's `generate`; only the clock is ours, so the figures are known: the
+    full model's k-th call (from 0, warm-ups included) takes 2 + k seconds, the artifact's 1."""
+    import sn_store.predict as predict
+
+    out = export(run["run"], run["tmp"] / "timed", db=run["db"], verify=False)
+    clf, full = EarlyExitClassifier.load(out, device="cpu"), adapter(run["name"])
+    now, calls = [0.0], []
+
+    def wrap(obj, name, label, cost):
+        real = getattr(obj, name)
+
+        def timed(*args, **kwargs):
+            calls.append(label)
+            result = real(*args, **kwargs)
+            now[0] += cost()
+            return result
+        monkeypatch.setattr(obj, name, timed)
+
+    full_costs = iter(range(100))
+    wrap(full.model, "generate", "full", lambda: 2 + next(full_costs))
+    wrap(clf, "predict_indices", "early", lambda: 1.0)
+    monkeypatch.setattr(predict.time, "perf_counter", lambda: now[0])
+    ds = run["ds"]
+    got = predict.measure_speedup(clf, full, [s.load_image() for s in ds.samples[:2]],
+                                  [s.question for s in ds.samples[:2]], repeats=5, warmup=2)
+    assert calls == ["full", "early"] * 7  # two untimed warm-ups, then five rounds, interleaved
+    ratios = np.array([2 + k for k in range(2, 7)], dtype=float)  # the warm-ups used up costs 2 and 3
+    assert got["speedup"] == pytest.approx(np.median(ratios)) and got["full_s"] == pytest.approx(np.median(ratios))
+    assert (got["speedup_q1"], got["speedup_q3"]) == pytest.approx(tuple(np.percentile(ratios, [25, 75])))
+    assert got["early_exit_s"] == 1.0 and got["repeats"] == 5 and got["batch"] == 2
+    with pytest.raises(SnError, match="repeats"):
+        predict.measure_speedup(clf, full, [], [], repeats=0)

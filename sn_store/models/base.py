@@ -120,6 +120,12 @@ class Adapter:
     }
     mlp_path: ClassVar[str] = "mlp"  # the MLP block of a decoder layer
     mlp_inputs: ClassVar[tuple[str, ...]] = ("gate_proj", "up_proj")  # its projections whose rows are the mlp neurons
+    # Norms of a decoder layer that run after each site (dropped by `trim` where the layer has them): Llama's
+    # pre-MLP norm follows the attention output; Gemma's sandwich norms follow the attention output and the MLP.
+    after_site: ClassVar[dict[str, tuple[str, ...]]] = {
+        "mlp": ("post_feedforward_layernorm",),
+        "attn": ("post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"),
+    }
 
     def __init__(self, model: torch.nn.Module, processor: Any, source: str = ""):
         self.model = model
@@ -187,14 +193,17 @@ class Adapter:
         if plan.full_last:
             return
         layer = self.layers[plan.exit_layer]
+        site = "mlp" if plan.mlp_rows else "attn"
         if plan.mlp_rows:
             mlp = layer.get_submodule(self.mlp_path)
             for name in self.mlp_inputs:
                 setattr(mlp, name, _rows(getattr(mlp, name), plan.mlp_rows))
-            _replace(layer, self.site_path(plan.exit_layer, "mlp"), torch.nn.Identity())
         else:
             _replace(layer, self.mlp_path, torch.nn.Identity())
-            _replace(layer, self.site_path(plan.exit_layer, "attn"), torch.nn.Identity())
+        _replace(layer, self.site_path(plan.exit_layer, site), torch.nn.Identity())
+        for name in self.after_site[site]:
+            if isinstance(getattr(layer, name, None), torch.nn.Module):
+                setattr(layer, name, torch.nn.Identity())
 
     @classmethod
     def trimmed_config(cls, config, exit_layer: int):

@@ -176,9 +176,12 @@ def check_holds_nothing_past_its_exit(ad, out, neurons) -> None:
         into_mlp = [k for k in last if k in ("mlp.gate_proj.weight", "mlp.up_proj.weight")]
         assert into_mlp and all(shapes[k][0] == rows for k in into_mlp)  # only the exported neurons' rows
         assert any(k.startswith(f"{attn}.o_proj.") for k in last)  # the MLP's input needs the attention's output
+        assert not any(k.startswith("post_feedforward_layernorm.") for k in last), sorted(last)  # after the MLP
     else:
         assert sites == {"attn"}
         assert not any("o_proj" in k or k.startswith("mlp.") for k in last), sorted(last)
+        after = ("post_attention_layernorm.", "pre_feedforward_layernorm.", "post_feedforward_layernorm.")
+        assert not any(k.startswith(after) for k in last), sorted(last)  # norms run on the attention's output
         assert {f"{attn}.{p}.weight" for p in ("q_proj", "k_proj", "v_proj")} <= last
 
 
