@@ -38,6 +38,31 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def one_run(home: Path) -> None:
+    """A search of a small store written with plain zarr (8 layers x 512 neurons, 64 samples) into the database."""
+    import numpy as np
+    import zarr
+
+    from sn_store.search import search
+
+    rng = np.random.default_rng(0)
+    n, layers, width = 64, 8, 512
+    g = zarr.open_group(str(home / "s.zarr"), mode="w", zarr_format=3)
+    for name, data, dims in (
+        ("activations", rng.standard_normal((n, layers, width)).astype(np.float16), ("sample", "layer", "neuron")),
+        ("label", (np.arange(n) % 2).astype(np.int16), ("sample",)),
+        ("split", np.array(["probe", "eval"] * (n // 2), dtype=object), ("sample",)),
+        ("layer", np.arange(layers, dtype=np.int32), ("layer",)),
+        ("neuron_site", np.array(["resid"] * width, dtype=object), ("neuron",)),
+        ("neuron_index", np.arange(width, dtype=np.int32), ("neuron",)),
+    ):
+        arr = g.create_array(name, shape=data.shape, dtype=str if data.dtype == object else data.dtype,
+                             dimension_names=dims)
+        arr[...] = data
+    g.attrs.update({"classes": ["no", "yes"], "sites": ["resid"], "complete": True})
+    search(str(home / "s.zarr"), db=str(home / "sn.duckdb"), progress=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
@@ -46,7 +71,8 @@ def main() -> None:
         env = {**os.environ, "SN_HOME": tmp}
         from sn_store.leaderboard import connect
 
-        connect(Path(tmp) / "sn.duckdb").close()  # schema and views, no runs: `sql` needs a database to read
+        connect(Path(tmp) / "sn.duckdb").close()  # schema and views: `sql` needs a database to read
+        one_run(Path(tmp))  # `top` and `runs` read a real run
         sn = [sys.executable, "-m", "sn_store"]
         cases = {
             "baseline: import torch, transformers": [sys.executable, "-c", "import torch, transformers"],
@@ -54,6 +80,8 @@ def main() -> None:
             'sn sql "SELECT 1"': [*sn, "sql", "SELECT 1"],
             "sn datasets list": [*sn, "datasets", "list"],
             "sn runs": [*sn, "runs"],
+            "sn top --k 5": [*sn, "top", "--k", "5"],
+            "sn models list": [*sn, "models", "list"],
             "sn top --k 0 (a refused option)": [*sn, "top", "--k", "0"],
         }
         seconds(cases["sn --help"], env)  # warm the file cache (bytecode, shared libraries) once for all
