@@ -33,7 +33,7 @@ SUITE_TRANSFERS = {"shapes-exist": "shapes-exist-shift"}  # built-in task -> the
 # --- shared ---------------------------------------------------------------------------------------------------
 def _open_run(db, run_id: str) -> tuple[dict, StoreReader]:
     run = leaderboard.run_row(db, run_id)
-    return run, StoreReader(run["store"])
+    return run, StoreReader(leaderboard.run_store(run))
 
 
 def _store_rows(db, name: str, table: pa.Table, where: dict) -> pa.Table:

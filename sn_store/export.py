@@ -99,7 +99,7 @@ def export(run: str | None = None, out: str | Path | None = None, *, neuron: str
         check_destination(Path(out))  # before any work; checked again just before the artifact is put there
     info = leaderboard.run_row(db, run)
     run_id = info["run_id"]
-    store = StoreReader(info["store"])
+    store = StoreReader(leaderboard.run_store(info))
     neurons = pick(store, leaderboard.run_neurons(db, run_id), neuron, ensemble, store.probe)
     model, dataset = store.require("model"), store.require("dataset")
     if model.id is None:

@@ -409,6 +409,17 @@ def run_row(db_path, run_id: str | None = None) -> dict:
         con.close()
 
 
+def run_store(run: dict) -> str:
+    """The store of a `runs` row. Searches record its absolute path; a relative one (recorded by sn_store 0.1.0)
+    only means something from the folder that search ran in, so one that is not there from here is named as such."""
+    store = run["store"]
+    if store and "://" not in store and not Path(store).is_absolute() and not Path(store).exists():
+        raise SnError(f"run {run['run_id']}: its store was recorded as the relative path {store!r} (by an older "
+                      f"sn_store), which is not there from {Path.cwd()}: run this from the folder that search ran "
+                      "in, or search the store again")
+    return store
+
+
 def run_neurons(db_path, run_id: str) -> pa.Table:
     """Every neuron row of a run, as the search wrote it."""
     con = connect(db_path, read_only=True)

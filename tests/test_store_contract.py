@@ -159,3 +159,25 @@ def test_stores_written_by_earlier_versions_are_searched_and_exported(old, tmp_p
     assert got == pytest.approx(best_probe_accuracy(acts, reader.labels[probe]))
     path = export(run, tmp_path / "artifact", db=db)  # verify: the artifact equals the old store on eval
     assert (path / "manifest.json").is_file()
+
+
+def test_a_run_recorded_with_a_relative_store_path_is_named_from_another_folder(tmp_path, monkeypatch):
+    """sn_store 0.1.0 recorded `runs.store` as given; such a row read from another folder is a one-line error saying
+    so, and from the folder the search ran in it still works."""
+    from sn_store import leaderboard
+    from sn_store.export import export
+
+    third_party_store(tmp_path / "rel.zarr")
+    db = str(tmp_path / "sn.duckdb")
+    run = search(str(tmp_path / "rel.zarr"), db=db, progress=False)
+    con = duckdb.connect(db)
+    con.execute("UPDATE runs SET store = 'rel.zarr' WHERE run_id = ?", [run])  # as the older version wrote it
+    con.close()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(SnError, match=r"recorded as the relative path 'rel.zarr'.*not there from .*elsewhere") as e:
+        export(run, tmp_path / "art", db=db)
+    assert "\n" not in str(e.value) and not (tmp_path / "art").exists()
+    monkeypatch.chdir(tmp_path)
+    assert leaderboard.run_store(leaderboard.run_row(db, run)) == "rel.zarr"

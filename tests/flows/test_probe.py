@@ -37,10 +37,14 @@ def test_probe_end_to_end_publishes_three_artifacts(prefect_server, tmp_path):
     assert leaderboard.top(cfg.db, result["run_id"], 1).num_rows == 1
     assert (__import__("pathlib").Path(result["artifact"]) / "manifest.json").is_file()
     assert result["speedup"] > 0
-    kinds = {a.type for a in asyncio.run(artifacts_of(state.state_details.flow_run_id))}
-    assert {"progress", "table", "markdown"} <= kinds
+    arts = asyncio.run(artifacts_of(state.state_details.flow_run_id))
+    assert {"progress", "table", "markdown"} <= {a.type for a in arts}
+    (progress,) = [a for a in arts if a.type == "progress"]
+    n = cfg.probe_size + cfg.eval_size
+    assert progress.data == 100.0 and progress.description.endswith(f"{n} of {n} samples"), progress.description
+    assert progress.key == "extraction-tiny-llava-shapes-exist"  # keyed by model and dataset, like the others
     methods = {r["method"] for r in leaderboard.run_evaluations(cfg.db, result["run_id"])}
-    assert {"model", "sn", "sn_ensemble", "early_exit"} <= methods
+    assert {"model", "sn", "sn_ensemble", "sav", "early_exit"} <= methods
 
 
 def test_failure_in_search_then_rerun_does_not_re_extract(prefect_server, tmp_path, monkeypatch):
@@ -103,8 +107,10 @@ def test_sn_extract_then_sn_probe_with_the_same_settings_extracts_once(prefect_s
     import sys
     from pathlib import Path
 
+    import typer
     import yaml
-    from sn_store.flows.probe import probe
+
+    from sn_store.cli import app
 
     spec = tmp_path / "tiny-task.yaml"
     spec.write_text(yaml.safe_dump({"name": "tiny-task", "format": "synthetic", "source": "exist", "seed": 3,
@@ -114,8 +120,11 @@ def test_sn_extract_then_sn_probe_with_the_same_settings_extracts_once(prefect_s
     assert res.returncode == 0, res.stderr[-2000:]
     (store,) = (Path(sn_home) / "stores").glob("tiny-llava__tiny-task-*.zarr")
     stamp = (store / "zarr.json").stat().st_mtime_ns
-    state = probe(ProbeConfig(model="tiny-llava", dataset=str(spec), layers="0", batch_size=8, ensemble_k=3,
-                              db=str(tmp_path / "sn.duckdb")), return_state=True)
-    assert state.is_completed(), state
-    assert state.result()["store"] == str(store)
+    db = str(tmp_path / "sn.duckdb")
+    # The real `sn probe` command line, in this process (as in tests/datasets/test_probe_benchmarks.py).
+    typer.main.get_command(app).main(["probe", "--model", "tiny-llava", "--dataset", str(spec), "--layers", "0",
+                                      "--batch-size", "8", "--ensemble-k", "3", "--db", db], standalone_mode=False)
+    (run,) = leaderboard.query(db, "SELECT store FROM runs").to_pylist()
+    assert run["store"] == str(store)  # the probe searched the store `sn extract` wrote
     assert (store / "zarr.json").stat().st_mtime_ns == stamp  # not extracted a second time
+    assert [p.name for p in (Path(sn_home) / "stores").glob("tiny-llava__tiny-task-*.zarr")] == [store.name]

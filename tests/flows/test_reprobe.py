@@ -76,3 +76,18 @@ def test_reprobe_probes_exactly_the_new_and_the_changed_and_settles(prefect_serv
     assert probes == [{"dataset": "reg-a", "n": 2}, {"dataset": "reg-b", "n": 1}, {"dataset": "reg-c", "n": 1}]
     hashes = query(db, "SELECT name, content_hash FROM datasets ORDER BY name").to_pylist()
     assert [h["name"] for h in hashes] == ["reg-a", "reg-b", "reg-c"]
+
+
+def test_demo_flow_publishes_its_suite_table(prefect_server, tmp_path):
+    """The `demo` flow (what `sn demo` runs) on two small tasks: one `demo-suite-<model>` table artifact whose rows
+    are the suite table `sn demo` prints (`sn_store.demo.suite_rows`, read from DuckDB)."""
+    from sn_store.flows.demo import demo
+
+    from sn_store.demo import suite_rows
+
+    db = str(tmp_path / "sn.duckdb")
+    tasks = [str(write_spec(tmp_path, "demo-a", "exist", seed=2)), str(write_spec(tmp_path, "demo-b", "color"))]
+    run_ids = demo(model="tiny-llava", tasks=tasks, db=db)
+    suite = json.loads(asyncio.run(latest_artifact("demo-suite-tiny-llava")).data)
+    assert sorted(row["task"] for row in suite) == ["demo-a", "demo-b"]
+    assert suite == json.loads(json.dumps(suite_rows(db, run_ids)))
