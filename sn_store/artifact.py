@@ -299,6 +299,12 @@ def _put(tmp: Path, out: Path) -> None:
         os.rename(aside, tmp)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def staging(out: Path, check=check_destination):
     """A new folder beside `out` (`.NAME.staging-XXXX`), moved to `out` when the block succeeds and removed when
@@ -320,6 +326,7 @@ def staging(out: Path, check=check_destination):
     try:
         yield tmp
         check(out)  # the export took a while: look again
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700: give it the mode a new folder gets
         _put(tmp, out)
     finally:
         os.close(lock)

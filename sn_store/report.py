@@ -270,7 +270,6 @@ def _publish(out: Path, page: str, name: str, context: dict, render) -> Path:
         files = sorted(p.name for p in tmp.iterdir())
         (tmp / MARKER).write_text(json.dumps({"kind": KIND, "name": name, "sn_store_version": __version__,
                                               "files": files}, indent=1), encoding="utf-8")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
     return out / "index.html"
 
 

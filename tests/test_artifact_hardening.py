@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,9 @@ def test_export_replaces_its_own_artifact_by_rename(run, tmp_path):
     assert len(first.neurons) == 1 and len(second.neurons) == 2 and out.stat().st_ino != inode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["art", "neighbour.txt"]
     assert (tmp_path / "neighbour.txt").read_text() == "beside --out"
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()  # the mode any new folder gets here (the umask's), not mkdtemp's 0700
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE(fresh.stat().st_mode)
 
 
 @pytest.mark.parametrize("exchange", [True, False])
