@@ -8,8 +8,9 @@ cost the same as real ones), extracts the `mlp` site of the exit layers for a fe
 exports the best neuron of each exit layer as an artifact, then prints, per exit layer, the latency (batch 1) and
 throughput (batch 8) of the artifact and of the full model's `generate(max_new_tokens=1)`, both including
 preprocessing, their ratios (median of interleaved rounds, quartiles in brackets), and the weights' sizes.
-Memory: the full model is held once at a time (freed while artifacts are exported); the 7B/8B geometries need
-about 2.5x their bf16 weights (14-18 GB) of RAM or GPU memory, and a disk folder of the same size.
+Memory: the full model is held once at a time (freed while artifacts are exported; loaded weights are memory-mapped);
+`llava-1.5-7b` peaked at 22 GB RSS on CPU (13.9 GB of weights), so on a 24 GiB machine run `qwen3-vl-8b` (17.5 GB)
+with `--exits 0,1,2,4`. The work folder needs about twice the weights on disk (the model and the artifacts).
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def bench(name: str, exits: list[int], device: str, work: Path, repeats: int, n:
     exits = [e for e in exits if e < dims.layers]
     model_dir = build_tiny(family, work / "model", dims=dims, dtype=dtype)
     spec = resolve_spec("shapes-exist")
-    ds = load_dataset(spec.model_copy(update={"params": {"n": n}, "probe_size": n // 2, "eval_size": n - n // 2}))
+    # Images at the geometry's input size: a family that tiles by resolution (Qwen) gives a small image few tokens.
+    params = {"n": n, "image_size": dims.image_size}
+    ds = load_dataset(spec.model_copy(update={"params": params, "probe_size": n // 2, "eval_size": n - n // 2}))
     full = load_model(str(model_dir), dtype=dtype, device=device)
     params = sum(p.numel() for p in full.model.parameters())
     store = extract(full, ds, store=str(work / "s.zarr"), layers=",".join(map(str, exits)), sites="mlp",
