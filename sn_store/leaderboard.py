@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sn_store.errors import SnError
+from sn_store.locking import writer_lock
 from sn_store.workspace import home
 
 NEURON_COLUMNS = (
@@ -132,36 +133,13 @@ def _evaluation_rows(run_id: str, evaluations: list[dict], artifact_id: str | No
 
 
 @contextmanager
-def _writers_one_at_a_time(path: Path):
-    """An exclusive `flock` on `.NAME.writer` beside the database for the whole open-write-checkpoint-close of one
-    writer, so that no other sn_store writer opens the file until this one's changes are in it (DuckDB's own lock
-    is taken and retried per connect; a run that four processes wrote at once was once missing its rows)."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.writer"), "a") as f:
-        deadline = time.monotonic() + LOCK_TIMEOUT_S
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise SnError(f"the database {path} stayed locked by another writer for "
-                                  f"{LOCK_TIMEOUT_S:.0f} s") from None
-                time.sleep(random.uniform(0.01, 0.05))
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-@contextmanager
 def _transaction(db_path):
     """A read-write connection inside one transaction: committed and checkpointed into the file on success, rolled
-    back on any error; one sn_store writer at a time."""
+    back on any error. One sn_store writer at a time holds the database's writer lock for the whole open, write,
+    checkpoint and close (DuckDB's own lock is taken per connect; a run that four processes wrote at once was once
+    missing its rows)."""
     path = Path(db_path) if db_path is not None else default_db_path()
-    with _writers_one_at_a_time(path):
+    with writer_lock(str(path), LOCK_TIMEOUT_S, what="the database", hint="or stop that process"):
         con = connect(path)
         try:
             con.begin()

@@ -1,5 +1,6 @@
 """One writer per store: `sn extract` holds an exclusive lock file beside the store while it writes it. A second
-extraction of the same store waits (saying so) and then finds it complete, instead of repeating all the work.
+extraction of the same store waits (saying so) and then finds it complete, instead of repeating all the work. The
+leaderboard's writers take the same kind of lock beside the database.
 
 The lock is `fcntl.flock` on `.<store name>.lock` in the store's folder: the kernel drops it when its process dies,
 so a killed writer never leaves a stale lock (only, harmlessly, its file). Stores at fsspec URLs (s3://...) have no
@@ -28,9 +29,11 @@ def lock_path(store: str) -> Path | None:
 
 
 @contextmanager
-def writer_lock(store: str, wait_s: float | None = None) -> Iterator[None]:
-    """Hold the store's writer lock. Another process holding it: wait up to `wait_s` seconds (None: as long as it
-    takes, 0: refuse at once), saying once on stderr what it waits for. The lock file is removed on release."""
+def writer_lock(store: str, wait_s: float | None = None, what: str = "store",
+                hint: str = "or choose another --store") -> Iterator[None]:
+    """Hold the writer lock of `store` (a `what`: store, database). Another process holding it: wait up to `wait_s`
+    seconds (None: as long as it takes, 0: refuse at once), saying once on stderr what it waits for; a refusal ends
+    with `hint`. The lock file is removed on release."""
     path = lock_path(store)
     if path is None:
         yield
@@ -41,7 +44,7 @@ def writer_lock(store: str, wait_s: float | None = None) -> Iterator[None]:
     while True:
         f = open(path, "a+")  # noqa: SIM115 (held past this loop, closed in the finally below)
         try:
-            _acquire(f, store, deadline, said)
+            _acquire(f, f"{what} {store}", hint, deadline, said)
         except BaseException:
             f.close()
             raise
@@ -67,7 +70,7 @@ def _same_file(f, path: Path) -> bool:
         return False
 
 
-def _acquire(f, store: str, deadline: float | None, said: list[bool]) -> None:
+def _acquire(f, name: str, hint: str, deadline: float | None, said: list[bool]) -> None:
     while True:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -76,10 +79,10 @@ def _acquire(f, store: str, deadline: float | None, said: list[bool]) -> None:
             f.seek(0)
             holder = f.read().strip() or "?"
             if deadline is not None and time.monotonic() >= deadline:
-                raise SnError(f"store {store} is being written by another process (pid {holder}); wait for it to "
-                              "finish, or choose another --store") from None
+                raise SnError(f"{name} is being written by another process (pid {holder}); wait for it to "
+                              f"finish, {hint}") from None
             if not said[0]:
-                print(f"store {store} is being written by another process (pid {holder}): waiting for it to finish",
+                print(f"{name} is being written by another process (pid {holder}): waiting for it to finish",
                       file=sys.stderr, flush=True)
                 said[0] = True
             time.sleep(_POLL_S)
